@@ -1,0 +1,156 @@
+"""The one typed configuration model.
+
+Loaded once at the edge (CLI, component entry) from defaults < YAML file <
+``AUTOROI_*`` environment < command-line flags, validated, and passed down.
+Secrets are never values here: the model names the environment variable or
+mounted file that holds them, so the config can be printed, logged and passed
+as a pipeline parameter.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from autoroi.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(_Section):
+    url: str = Field("sqlite:///var/source/dms.sqlite", description="SQLAlchemy URL of the dealer database")
+    password_env: str = Field(
+        "AUTOROI_SOURCE_PASSWORD", description="environment variable holding the database password"
+    )
+    password_file: Path | None = Field(None, description="mounted secret file holding the password")
+    tables: list[str] | None = Field(None, description="tables to replicate; default: every table")
+    connect_timeout_s: int = Field(10, ge=1)
+
+
+class LakeConfig(_Section):
+    uri: str = Field("var/lake", description="local folder or s3://bucket/prefix")
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, moto)")
+    s3_region: str = "us-east-1"
+
+
+class ReplicationConfig(_Section):
+    lookback_seconds: float = Field(
+        300.0, ge=0, description="re-read rows this much older than the watermark (late commits)"
+    )
+    batch_rows: int = Field(250_000, ge=1_000, description="rows per Arrow batch while streaming")
+    file_rows: int = Field(1_000_000, ge=1_000, description="rows per Parquet file in the lake")
+    key_bucket_width: int = Field(65_536, ge=16, description="primary-key range per delete-check bucket")
+    compression: str = "zstd"
+    keep_versions: int = Field(2, ge=1, description="table versions kept for readers in flight")
+
+    @field_validator("compression")
+    @classmethod
+    def _known_codec(cls, v: str) -> str:
+        if v not in {"zstd", "snappy", "gzip", "none"}:
+            raise ValueError("compression must be one of zstd, snappy, gzip, none")
+        return v
+
+
+class KfpConfig(_Section):
+    base_image: str = Field("ghcr.io/autoroi/components:latest", description="image for lightweight components")
+    pipeline_root: str = Field("var/kfp", description="where kfp.local keeps run artifacts")
+
+
+class AutoroiConfig(BaseSettings):
+    """Effective configuration; see ``autoroi config show``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AUTOROI_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    source: SourceConfig = SourceConfig()
+    lake: LakeConfig = LakeConfig()
+    replication: ReplicationConfig = ReplicationConfig()
+    kfp: KfpConfig = KfpConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init carries the YAML file (merged with flags by load_config); the
+        # environment wins over the file, flags win over both (applied after).
+        return (env_settings, init_settings)
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> AutoroiConfig:
+    """Read the YAML file, apply ``AUTOROI_*`` variables, then ``overrides``
+    (nested dicts from command-line flags), and validate once."""
+    file_values: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except FileNotFoundError as e:
+            raise ConfigError(f"config file not found: {p}") from e
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {p} is not valid YAML: {e}") from e
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {p} must hold a mapping at the top level")
+        file_values = loaded or {}
+    try:
+        cfg = AutoroiConfig(**file_values)
+        if overrides:
+            merged = _deep_merge(cfg.model_dump(mode="json"), overrides)
+            cfg = AutoroiConfig.model_validate(merged)
+    except ValidationError as e:
+        raise ConfigError(_describe(e)) from e
+    return cfg
+
+
+def config_from_json(text: str) -> AutoroiConfig:
+    """The form a pipeline parameter carries; no environment is consulted,
+    because the edge that built it already applied it."""
+    try:
+        return AutoroiConfig.model_validate_json(text)
+    except ValidationError as e:
+        raise ConfigError(_describe(e)) from e
+
+
+def _describe(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors():
+        where = ".".join(str(x) for x in err["loc"]) or "config"
+        parts.append(f"{where}: {err['msg']}")
+    return "invalid configuration: " + "; ".join(parts)
+
+
+def read_secret(env_name: str | None, file: Path | None = None) -> str | None:
+    """A secret from a mounted file (Kubernetes secret volume) or an environment
+    variable; ``None`` when neither is set."""
+    if file is not None:
+        try:
+            return Path(file).read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise ConfigError(f"secret file {file} cannot be read: {e.strerror}") from e
+    if env_name:
+        value = os.environ.get(env_name)
+        if value:
+            return value
+    return None

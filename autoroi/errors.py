@@ -1,0 +1,28 @@
+"""Typed errors. Each one carries a message that names what is wrong and is safe
+to print: no credentials, no row values."""
+
+from __future__ import annotations
+
+
+class AutoroiError(Exception):
+    """Base class; the CLI prints ``str(error)`` as its one-line reason."""
+
+
+class ConfigError(AutoroiError):
+    """The configuration (file, environment or flag) is invalid."""
+
+
+class SourceError(AutoroiError):
+    """The source database cannot be reached, authenticated or read."""
+
+
+class UnknownTableError(SourceError):
+    """A configured table does not exist in the source."""
+
+
+class LakeError(AutoroiError):
+    """The lake cannot be read or written."""
+
+
+class SchemaDriftError(AutoroiError):
+    """A source column changed in a way the lake table cannot follow."""
