@@ -59,7 +59,9 @@ class ReplicationConfig(_Section):
 
 
 class KfpConfig(_Section):
-    base_image: str = Field("ghcr.io/autoroi/components:latest", description="image for lightweight components")
+    base_image: str = Field(
+        "ghcr.io/autoroi/components:latest", description="image for lightweight components"
+    )
     pipeline_root: str = Field("var/kfp", description="where kfp.local keeps run artifacts")
 
 

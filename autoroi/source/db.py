@@ -22,7 +22,9 @@ def parse_url(url: str) -> URL:
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError) as e:
-        raise ConfigError(f"malformed source URL {redact(url)!r}: expected dialect://user@host:port/db") from e
+        raise ConfigError(
+            f"malformed source URL {redact(url)!r}: expected dialect://user@host:port/db"
+        ) from e
     if parsed.get_backend_name() not in SUPPORTED:
         raise ConfigError(
             f"unsupported source database {parsed.get_backend_name()!r} in {redact(url)!r};"
@@ -88,6 +90,7 @@ def connect_engine(url: URL, timeout_s: int = 10) -> Engine:
             " the 'mysql' extra"
         ) from e
     if backend == "sqlite":
+
         @event.listens_for(engine, "connect")
         def _fk_on(dbapi_conn, _record):  # type: ignore[no-untyped-def]
             dbapi_conn.execute("PRAGMA foreign_keys=ON")
@@ -109,7 +112,9 @@ def describe_db_error(e: BaseException) -> str:
     if "password authentication failed" in low or "access denied" in low:
         return "authentication failed (wrong user or password)"
     if "no password supplied" in low:
-        return "the server wants a password and none was given (set the variable named by source.password_env)"
+        return (
+            "the server wants a password and none was given (set the variable named by source.password_env)"
+        )
     if "connection refused" in low or "could not connect" in low or "can't connect" in low:
         return "connection refused (is the server running, host and port right?)"
     if "timeout" in low or "timed out" in low:

@@ -1,0 +1,86 @@
+"""The one face: the ``autoroi`` command.
+
+Commands are imported when they run, so ``autoroi --help`` does not pay for
+Spark, TensorFlow or kfp. Every command takes ``--config``; ``--source-url``
+and ``--lake`` override it; ``AUTOROI_*`` variables override the file.
+Failures end with one line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from typing import Any
+
+import click
+
+from autoroi.errors import AutoroiError
+
+_COMMANDS = {
+    "generate": ("autoroi.cli.source_cmds", "generate"),
+    "mutate": ("autoroi.cli.source_cmds", "mutate"),
+    "replicate": ("autoroi.cli.replicate_cmd", "replicate"),
+    "run": ("autoroi.cli.pipeline_cmds", "run"),
+    "compile": ("autoroi.cli.pipeline_cmds", "compile_cmd"),
+    "config": ("autoroi.cli.config_cmd", "config"),
+    "demo": ("autoroi.cli.demo_cmd", "demo"),
+}
+
+_HELP = {
+    "generate": "Create the simulated dealer database (and its ground truth).",
+    "mutate": "Apply a realistic stream of changes to the dealer database.",
+    "replicate": "Replicate the source into <lake>/raw (full load, then change capture).",
+    "run": "Run a pipeline locally through kfp.local.",
+    "compile": "Write the pipeline YAML files for the Kubeflow UI.",
+    "config": "Show the effective configuration.",
+    "demo": "Run the demo on embedded defaults.",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in _COMMANDS:
+            return None
+        if ctx.resilient_parsing or "--help" in sys.argv[1:2] or len(sys.argv) <= 1:
+            # listing: a stub with the short help, no import
+            return click.Command(cmd_name, help=_HELP[cmd_name], short_help=_HELP[cmd_name])
+        module, attr = _COMMANDS[cmd_name]
+        cmd: click.Command = getattr(importlib.import_module(module), attr)
+        return cmd
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING, ERROR")
+@click.version_option(package_name="autoroi")
+@click.pass_context
+def cli(ctx: click.Context, log_level: str) -> None:
+    """autoroi: ROI prediction for automotive sales incentives on Kubeflow and KServe."""
+    from autoroi.logs import setup_logging
+
+    setup_logging(log_level.upper())
+    ctx.ensure_object(dict)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    try:
+        return cli.main(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("autoroi: aborted", err=True)
+        sys.exit(130)
+    except AutoroiError as e:
+        logging.getLogger("autoroi").debug("failure", exc_info=True)
+        click.echo(f"autoroi: error: {e}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Terminal output for the CLI: rich tables and progress."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=False)
+
+
+@contextmanager
+def progress_bar() -> Iterator[Any]:
+    """A per-table rows and rows/s display for long loads; silent when output
+    is not a terminal (CI, pipelines), where the log lines say the same."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:,.0f} rows"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as prog:
+        tasks: dict[str, tuple[int, float]] = {}
+
+        def update(table: str, rows: int) -> None:
+            if table not in tasks:
+                tasks[table] = (prog.add_task(table, total=None, rate=""), time.perf_counter())
+            task_id, t0 = tasks[table]
+            rate = rows / max(time.perf_counter() - t0, 1e-9)
+            prog.update(task_id, completed=rows, rate=f"{rate:,.0f} rows/s")
+
+        yield update
+
+
+def replication_table(report: Any) -> None:
+    table = Table(title=f"replication {report.source} -> {report.lake} ({report.seconds:.1f}s)")
+    for col in ("table", "status", "rows", "inserted", "updated", "deleted", "seconds", "rows/s", "note"):
+        table.add_column(col, justify="right" if col not in ("table", "status", "note") else "left")
+    for t in report.tables:
+        table.add_row(
+            t.table,
+            t.status,
+            f"{t.rows:,}",
+            f"{t.inserted:,}",
+            f"{t.updated:,}",
+            f"{t.deleted:,}",
+            f"{t.seconds:.2f}",
+            f"{t.rows_per_second:,.0f}",
+            t.message[:80],
+        )
+    console.print(table)
+
+
+def counts_table(title: str, rows: dict[str, int]) -> None:
+    table = Table(title=title)
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, n in rows.items():
+        table.add_row(name, f"{n:,}")
+    console.print(table)
+
+
+def mutation_table(report: Any) -> None:
+    """Whatever shape the mutation report has: batches of per-table counts."""
+    table = Table(title="mutations")
+    for col in ("batch", "table", "inserted", "updated", "deleted"):
+        table.add_column(col, justify="left" if col == "table" else "right")
+    for i, batch in enumerate(getattr(report, "batches", []), start=1):
+        for name, c in _per_table(batch).items():
+            table.add_row(
+                str(i),
+                name,
+                f"{c.get('inserted', 0):,}",
+                f"{c.get('updated', 0):,}",
+                f"{c.get('deleted', 0):,}",
+            )
+        for col in getattr(batch, "added_columns", []) or []:
+            table.add_row(str(i), str(col), "new column", "", "")
+    console.print(table)
+
+
+def _per_table(batch: Any) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for kind in ("inserted", "updated", "deleted"):
+        for name, n in (getattr(batch, kind, None) or {}).items():
+            out.setdefault(name, {})[kind] = n
+    return out

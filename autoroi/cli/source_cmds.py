@@ -1,0 +1,76 @@
+"""``autoroi generate`` and ``autoroi mutate``: the simulated dealer database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from autoroi.cli.common import config_option, load, source_option
+
+
+def _engine(config_path: Path | None, source_url: str | None):  # type: ignore[no-untyped-def]
+    from autoroi.source.db import connect_engine, resolve_url
+
+    cfg = load(config_path, source_url)
+    url = resolve_url(cfg.source)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    return connect_engine(url, cfg.source.connect_timeout_s)
+
+
+@click.command()
+@config_option
+@source_option
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--sales-rows", type=click.IntRange(min=1), default=None, help="Exactly this many sales.")
+@click.option("--scale", type=click.Choice(["small", "medium", "large"]), default="small", show_default=True)
+@click.option(
+    "--truth",
+    "truth_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the ground truth (Parquet) here; it never enters the pipeline.",
+)
+def generate(
+    config_path: Path | None,
+    source_url: str | None,
+    seed: int,
+    sales_rows: int | None,
+    scale: str,
+    truth_path: Path | None,
+) -> None:
+    """Create the dealer management system database, deterministic per seed."""
+    from autoroi.cli.render import console, counts_table
+    from autoroi.source.generate import generate_source
+
+    engine = _engine(config_path, source_url)
+    try:
+        with console.status("generating dealer database ..."):
+            report = generate_source(
+                engine, seed=seed, sales_rows=sales_rows, scale=scale, truth_path=truth_path
+            )
+    finally:
+        engine.dispose()
+    counts_table(f"generated in {report.seconds:.1f}s", report.rows)
+    if truth_path:
+        console.print(f"ground truth: {truth_path}")
+
+
+@click.command()
+@config_option
+@source_option
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--batches", type=click.IntRange(min=1), default=1, show_default=True)
+def mutate(config_path: Path | None, source_url: str | None, seed: int, batches: int) -> None:
+    """Apply inserts, corrections, cancellations, new programs and a new column."""
+    from autoroi.cli.render import console, mutation_table
+    from autoroi.source.mutate import mutate_source
+
+    engine = _engine(config_path, source_url)
+    try:
+        report = mutate_source(engine, seed=seed, batches=batches)
+    finally:
+        engine.dispose()
+    mutation_table(report)
+    console.print("mutations applied")

@@ -1,0 +1,301 @@
+"""Reading the source database as Arrow record batches.
+
+Two paths, same results:
+
+* PostgreSQL: ``COPY (SELECT ...) TO STDOUT (FORMAT csv)`` streamed through
+  psycopg into pyarrow's multi-threaded CSV reader with explicit column types.
+  COPY is the server's fastest way out; Arrow parses in C++ without creating a
+  Python object per value.
+* SQLite, MySQL/MariaDB: SQLAlchemy with streaming results, ``fetchmany`` in
+  batches, converted column by column.
+
+All reads of one run happen inside one read-only transaction, so every table
+comes from the same snapshot of the source (PostgreSQL: REPEATABLE READ;
+MySQL: consistent snapshot; SQLite: one read transaction).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from autoroi.errors import SourceError, UnknownTableError
+from autoroi.source.db import describe_db_error
+
+log = logging.getLogger(__name__)
+
+UPDATED_AT = "updated_at"
+
+
+def arrow_type(col_type: sa.types.TypeEngine[Any], dialect: str) -> pa.DataType:
+    """The faithful Arrow type for a source column: decimals stay decimals,
+    timestamps keep their time zone. SQLite has no zoned type; its naive
+    values are taken as UTC."""
+    t = col_type
+    if isinstance(t, sa.Boolean):
+        return pa.bool_()
+    if isinstance(t, sa.BigInteger):
+        return pa.int64()
+    if isinstance(t, sa.SmallInteger):
+        return pa.int16()
+    if isinstance(t, sa.Integer):
+        return pa.int64() if dialect == "sqlite" else pa.int32()
+    if isinstance(t, sa.Float):  # before Numeric: Float subclasses it
+        return pa.float64()
+    if isinstance(t, sa.Numeric):
+        p, s = t.precision, t.scale
+        if p is not None and p <= 38:
+            return pa.decimal128(p, s or 0)
+        return pa.decimal128(38, 10)
+    if isinstance(t, sa.DateTime):
+        if t.timezone or dialect == "sqlite":
+            return pa.timestamp("us", tz="UTC")
+        return pa.timestamp("us")
+    if isinstance(t, sa.Date):
+        return pa.date32()
+    if isinstance(t, sa.Time):
+        return pa.time64("us")
+    if isinstance(t, sa.LargeBinary) and dialect != "postgresql":
+        return pa.binary()
+    return pa.string()
+
+
+@dataclass
+class SourceTable:
+    name: str
+    table: sa.Table
+    schema: pa.Schema
+    key: str | None  # single integer primary key, else None (full reload each run)
+    updated_at: bool  # has an updated_at timestamp column
+    updated_at_tz: bool
+
+    @property
+    def columns(self) -> list[str]:
+        return self.schema.names
+
+
+class SourceReader:
+    """One run's connection to the source, in one snapshot."""
+
+    def __init__(self, engine: Engine, batch_rows: int = 250_000):
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self.batch_rows = batch_rows
+        self._conn: Connection | None = None
+        self._pg: Any = None  # the psycopg connection under _conn
+
+    # -- lifecycle --------------------------------------------------------
+    def __enter__(self) -> SourceReader:
+        try:
+            self._conn = self.engine.connect()
+            if self.dialect == "postgresql":
+                self._pg = self._conn.connection.driver_connection
+                self._conn.exec_driver_sql("SET TIME ZONE 'UTC'")
+                self._conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            elif self.dialect in ("mysql", "mariadb"):
+                self._conn.exec_driver_sql("SET time_zone = '+00:00'")
+                self._conn.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            elif self.dialect == "sqlite":
+                self._conn.exec_driver_sql("BEGIN")
+                self._conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").fetchall()
+        except SourceError:
+            raise
+        except Exception as e:
+            raise SourceError(f"cannot open a read transaction on the source: {describe_db_error(e)}") from e
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.rollback()
+            finally:
+                self._conn.close()
+
+    @property
+    def conn(self) -> Connection:
+        assert self._conn is not None, "use SourceReader as a context manager"
+        return self._conn
+
+    # -- schema -----------------------------------------------------------
+    def table_names(self) -> list[str]:
+        return sorted(sa.inspect(self.conn).get_table_names())
+
+    def reflect(self, name: str) -> SourceTable:
+        insp = sa.inspect(self.conn)
+        if not insp.has_table(name):
+            raise UnknownTableError(f"table {name!r} does not exist in the source")
+        table = sa.Table(name, sa.MetaData(), autoload_with=self.conn)
+        fields = [
+            pa.field(c.name, arrow_type(c.type, self.dialect), nullable=c.nullable) for c in table.columns
+        ]
+        pk = [c for c in table.primary_key.columns]
+        key = pk[0].name if len(pk) == 1 and isinstance(pk[0].type, sa.Integer) else None
+        upd = table.columns.get(UPDATED_AT)
+        has_upd = upd is not None and isinstance(upd.type, sa.DateTime | sa.Date)
+        tz = bool(has_upd and isinstance(upd.type, sa.DateTime) and upd.type.timezone)
+        return SourceTable(name, table, pa.schema(fields), key, has_upd, tz)
+
+    # -- reads ------------------------------------------------------------
+    def stream(
+        self, st: SourceTable, where: sa.ColumnElement[bool] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """Rows of ``st`` (optionally filtered) as record batches of the
+        table's Arrow schema."""
+        stmt = sa.select(*[st.table.c[n] for n in st.columns])
+        if where is not None:
+            stmt = stmt.where(where)
+        try:
+            if self.dialect == "postgresql":
+                yield from self._stream_copy(st, stmt)
+            else:
+                yield from self._stream_rows(st, stmt)
+        except SourceError:
+            raise
+        except Exception as e:
+            raise SourceError(f"reading {st.name} from the source failed: {describe_db_error(e)}") from e
+
+    def read(self, st: SourceTable, where: sa.ColumnElement[bool] | None = None) -> pa.Table:
+        return pa.Table.from_batches(list(self.stream(st, where)), schema=st.schema)
+
+    def _stream_copy(self, st: SourceTable, stmt: sa.Select[Any]) -> Iterator[pa.RecordBatch]:
+        compiled = stmt.compile(dialect=self.engine.dialect)
+        sql = f"COPY ({compiled}) TO STDOUT (FORMAT csv)"
+        cur = self._pg.cursor()
+        types = {f.name: f.type for f in st.schema}
+        with cur.copy(sql, compiled.params or None) as copy:
+            reader = pacsv.open_csv(
+                _CopyStream(copy),
+                read_options=pacsv.ReadOptions(column_names=st.columns, block_size=8 << 20, use_threads=True),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=types,
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=False,
+                    true_values=["t"],
+                    false_values=["f"],
+                ),
+            )
+            for batch in reader:
+                if batch.num_rows:
+                    yield batch.cast(st.schema) if batch.schema != st.schema else batch
+
+    def _stream_rows(self, st: SourceTable, stmt: sa.Select[Any]) -> Iterator[pa.RecordBatch]:
+        result = self.conn.execution_options(stream_results=True, yield_per=self.batch_rows).execute(stmt)
+        for rows in result.partitions(self.batch_rows):
+            if not rows:
+                continue
+            cols = list(zip(*rows, strict=True))
+            arrays = [_to_arrow(values, f.type) for values, f in zip(cols, st.schema, strict=True)]
+            yield pa.RecordBatch.from_arrays(arrays, schema=st.schema)
+
+    def scalar_rows(self, stmt: sa.Select[Any]) -> Sequence[sa.Row[Any]]:
+        try:
+            return self.conn.execute(stmt).fetchall()
+        except Exception as e:
+            raise SourceError(f"source query failed: {describe_db_error(e)}") from e
+
+    def bucket_stats(self, st: SourceTable, width: int) -> dict[int, tuple[int, int]]:
+        """(row count, key sum) per key bucket, computed by the server; only
+        the buckets travel."""
+        assert st.key is not None
+        key = st.table.c[st.key]
+        bucket = (key // width).label("b")  # integer division on every dialect
+        stmt = sa.select(bucket, sa.func.count(), sa.func.sum(key)).group_by(sa.literal_column("b"))
+        return {int(b): (int(n), int(s)) for b, n, s in self.scalar_rows(stmt)}
+
+    def keys_in_buckets(self, st: SourceTable, buckets: Sequence[int], width: int) -> np.ndarray:
+        assert st.key is not None
+        key = st.table.c[st.key]
+        conds = [sa.and_(key >= lo, key < hi) for lo, hi in (bucket_range(b, width) for b in buckets)]
+        out: list[np.ndarray] = []
+        for i in range(0, len(conds), 200):
+            rows = self.scalar_rows(sa.select(key).where(sa.or_(*conds[i : i + 200])))
+            out.append(np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
+        return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
+
+    def rows_with_keys(self, st: SourceTable, keys: np.ndarray) -> pa.Table:
+        assert st.key is not None
+        key = st.table.c[st.key]
+        parts = [
+            self.read(st, key.in_([int(k) for k in keys[i : i + 5_000]])) for i in range(0, len(keys), 5_000)
+        ]
+        return pa.concat_tables(parts) if parts else st.schema.empty_table()
+
+    def changed_since(self, st: SourceTable, since: datetime) -> Iterator[pa.RecordBatch]:
+        col = st.table.c[UPDATED_AT]
+        param = since if st.updated_at_tz else since.replace(tzinfo=None)
+        return self.stream(st, sa.or_(col >= param, col.is_(None)))
+
+
+def bucket_of(keys: np.ndarray, width: int) -> np.ndarray:
+    """Bucket numbers as SQL integer division computes them (toward zero)."""
+    return np.where(keys >= 0, keys // width, -((-keys) // width))
+
+
+def bucket_range(b: int, width: int) -> tuple[int, int]:
+    """Half-open key range [lo, hi) of a bucket under truncating division."""
+    if b > 0:
+        return b * width, (b + 1) * width
+    if b < 0:
+        return (b - 1) * width + 1, b * width + 1
+    return -width + 1, width
+
+
+def _to_arrow(values: Sequence[Any], typ: pa.DataType) -> pa.Array:
+    try:
+        return pa.array(values, type=typ)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        # SQLite hands back what was stored: numbers as float, dates as text.
+        inferred = pa.array(values)
+        if pa.types.is_decimal(typ) and pa.types.is_floating(inferred.type):
+            inferred = pa.compute.round(inferred, typ.scale)
+        return inferred.cast(typ)
+
+
+class _CopyStream(io.RawIOBase):
+    """A file-like view of a psycopg COPY, for Arrow's streaming CSV reader."""
+
+    def __init__(self, copy: Any):
+        self._it = iter(copy)
+        self._buf = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._buf:
+            try:
+                self._buf = memoryview(next(self._it))
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            chunks = [bytes(self._buf), *(bytes(c) for c in self._it)]
+            self._buf = memoryview(b"")
+            return b"".join(chunks)
+        out = bytearray()
+        while len(out) < size:
+            if not self._buf:
+                try:
+                    self._buf = memoryview(next(self._it))
+                except StopIteration:
+                    break
+            n = min(size - len(out), len(self._buf))
+            out += self._buf[:n]
+            self._buf = self._buf[n:]
+        return bytes(out)

@@ -1,0 +1,86 @@
+"""Running and compiling pipelines: ``kfp.local`` on one machine, YAML for the
+Kubeflow UI."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from autoroi.config import AutoroiConfig
+from autoroi.source.db import parse_url, without_password
+
+log = logging.getLogger(__name__)
+
+PIPELINES = ("ingest",)
+
+
+def build(name: str, cfg: AutoroiConfig) -> Any:
+    if name == "ingest":
+        from pipelines.ingest.pipeline import build_pipeline
+
+        return build_pipeline(cfg)
+    raise ValueError(f"unknown pipeline {name!r}; known: {', '.join(PIPELINES)}")
+
+
+def arguments(cfg: AutoroiConfig) -> dict[str, str]:
+    """Pipeline arguments from the config; secrets never become parameters."""
+    return {
+        "source_url": without_password(cfg.source.url),
+        "lake_uri": cfg.lake.uri,
+        "config_json": cfg.model_dump_json(),
+    }
+
+
+@contextmanager
+def _password_in_env(cfg: AutoroiConfig):  # type: ignore[no-untyped-def]
+    """A password given inside the URL travels to the steps as the variable
+    named by ``source.password_env``, never as a parameter."""
+    password = parse_url(cfg.source.url).password
+    if password is None:
+        yield
+        return
+    name = cfg.source.password_env
+    old = os.environ.get(name)
+    os.environ[name] = password
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
+def run_local(name: str, cfg: AutoroiConfig) -> dict[str, Any]:
+    """Run a pipeline through ``kfp.local`` with the subprocess runner (the
+    current environment, no containers); returns its outputs."""
+    from kfp import local
+
+    root = Path(cfg.kfp.pipeline_root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    pipeline = build(name, cfg)
+    args = arguments(cfg)
+    with _password_in_env(cfg):
+        task = pipeline(**args)
+    output = task.output
+    try:
+        return json.loads(output) if isinstance(output, str) else {"output": output}
+    except json.JSONDecodeError:
+        return {"output": output}
+
+
+def compile_all(cfg: AutoroiConfig, output: Path) -> list[Path]:
+    from kfp import compiler
+
+    output.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in PIPELINES:
+        path = output / f"{name}.yaml"
+        compiler.Compiler().compile(build(name, cfg), str(path))
+        written.append(path)
+    return written
