@@ -1,0 +1,105 @@
+# autoroi developer entry points. `make` (or `make help`) lists the targets.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON      ?= python3
+UV_VERSION  := 0.13.9
+TOOLS       := .tools
+UV          := $(TOOLS)/bin/uv
+UV_STAMP    := $(TOOLS)/.uv-$(UV_VERSION)
+VENV        := .venv
+VENV_STAMP  := $(VENV)/.autoroi-synced
+
+# Extra arguments: make test PYTEST_ARGS="-k replication -x"
+PYTEST_ARGS ?=
+BENCH_ARGS  ?=
+DEMO_ARGS   ?=
+
+# System packages used by the tests (Debian/Ubuntu names).
+JAVA_PACKAGE ?= openjdk-17-jre-headless
+PG_PACKAGES  ?= postgresql-15 postgresql
+
+.PHONY: help venv system-deps test lint format demo bench clean
+
+help: ## Show this list of targets
+	@echo "Usage: make <target> [PYTEST_ARGS=...]"
+	@echo
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_.-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(UV_STAMP):
+	@if [ ! -x "$(TOOLS)/bin/python" ]; then \
+		echo "creating $(TOOLS)/ (pinned uv==$(UV_VERSION))"; \
+		$(PYTHON) -m venv $(TOOLS); \
+	fi
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	@touch $@
+
+$(VENV_STAMP): uv.lock pyproject.toml $(UV_STAMP)
+	$(UV) sync --frozen --compile-bytecode
+	@touch $@
+
+venv: $(VENV_STAMP) ## Create/update .venv from uv.lock (pinned uv in .tools/); instant when up to date
+
+system-deps: ## Install missing system packages (PostgreSQL server, Java 17) with apt-get; no-op when present
+	@need_pg=0; need_java=0; \
+	if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then need_pg=1; fi; \
+	if ! command -v java >/dev/null 2>&1; then need_java=1; fi; \
+	if [ $$need_pg = 0 ] && [ $$need_java = 0 ]; then \
+		echo "system-deps: PostgreSQL server and java present"; exit 0; \
+	fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+		echo "system-deps: missing$$( [ $$need_pg = 1 ] && echo ' PostgreSQL server')$$( [ $$need_java = 1 ] && echo ' java');" \
+			"no apt-get here, install them by hand" >&2; exit 1; \
+	fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=(); \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO=(sudo -n); \
+	else echo "system-deps: need root (or passwordless sudo) to apt-get install" >&2; exit 1; fi; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	has_candidate() { \
+		local c; c=$$(apt-cache policy "$$1" 2>/dev/null | awk '/Candidate:/ {print $$2; exit}'); \
+		[ -n "$$c" ] && [ "$$c" != "(none)" ]; \
+	}; \
+	resolve() { \
+		pkgs=(); missing=0; \
+		if [ $$need_pg = 1 ]; then \
+			pg=""; for p in $(PG_PACKAGES); do if has_candidate "$$p"; then pg=$$p; break; fi; done; \
+			if [ -n "$$pg" ]; then pkgs+=("$$pg"); else missing=1; fi; \
+		fi; \
+		if [ $$need_java = 1 ]; then \
+			if has_candidate $(JAVA_PACKAGE); then pkgs+=($(JAVA_PACKAGE)); else missing=1; fi; \
+		fi; \
+		[ $$missing = 0 ]; \
+	}; \
+	if ! resolve; then \
+		echo "system-deps: apt-get update"; \
+		"$${SUDO[@]}" apt-get update -q </dev/null; \
+		resolve || { echo "system-deps: no installable package found (tried: $(PG_PACKAGES) $(JAVA_PACKAGE))" >&2; exit 1; }; \
+	fi; \
+	echo "system-deps: apt-get install $${pkgs[*]}"; \
+	"$${SUDO[@]}" apt-get install -y -q --no-install-recommends "$${pkgs[@]}" </dev/null
+
+test: venv system-deps ## Run the test suite except e2e (PYTEST_ARGS=... passes extra arguments)
+	$(VENV)/bin/pytest -m "not e2e" $(PYTEST_ARGS)
+
+lint: venv ## ruff check, ruff format --check and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: venv ## Apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+demo: venv ## Run the end-to-end local demo (autoroi demo)
+	$(VENV)/bin/autoroi demo $(DEMO_ARGS)
+
+bench: venv system-deps ## Run the replication benchmark (bench/replication.py; BENCH_ARGS=...)
+	$(VENV)/bin/python bench/replication.py $(BENCH_ARGS)
+
+clean: ## Remove var/, build outputs and caches (keeps .venv and .tools)
+	rm -rf var/ build/ dist/ local_outputs/ .pytest_cache/ .ruff_cache/ .mypy_cache/
+	find . -path ./.venv -prune -o -path ./.tools -prune -o -path ./.git -prune -o \
+		\( -name __pycache__ -o -name '*.egg-info' \) -type d -print0 | xargs -0 rm -rf
