@@ -35,7 +35,7 @@ from autoroi.config import ReplicationConfig
 from autoroi.errors import SchemaDriftError
 from autoroi.lake import failpoints
 from autoroi.lake.tables import TableManifest, TableStore, TableWriter
-from autoroi.replication.source import UPDATED_AT, SourceReader, SourceTable, bucket_of
+from autoroi.replication.source import UPDATED_AT, SourceReader, SourceTable, bucket_of, prefetch
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def full_load(
     watermark: list[datetime] = []
 
     def tracked() -> Iterator[pa.RecordBatch]:
-        for batch in reader.stream(st):
+        for batch in prefetch(reader.stream(st)):
             w = _max_updated(batch)
             if w is not None:
                 watermark.append(w)

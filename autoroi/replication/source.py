@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import io
 import logging
+import queue
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -33,6 +35,7 @@ from autoroi.errors import SourceError, UnknownTableError
 from autoroi.source.db import describe_db_error
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 UPDATED_AT = "updated_at"
 
@@ -172,9 +175,9 @@ class SourceReader:
         sql = f"COPY ({compiled}) TO STDOUT (FORMAT csv)"
         cur = self._pg.cursor()
         types = {f.name: f.type for f in st.schema}
-        with cur.copy(sql, compiled.params or None) as copy:
+        with cur.copy(sql, compiled.params or None) as copy, _CopyPump(copy) as pump:
             reader = pacsv.open_csv(
-                _CopyStream(copy),
+                io.BufferedReader(pump, 8 << 20),
                 read_options=pacsv.ReadOptions(column_names=st.columns, block_size=8 << 20, use_threads=True),
                 parse_options=pacsv.ParseOptions(newlines_in_values=True),
                 convert_options=pacsv.ConvertOptions(
@@ -262,40 +265,103 @@ def _to_arrow(values: Sequence[Any], typ: pa.DataType) -> pa.Array:
         return inferred.cast(typ)
 
 
-class _CopyStream(io.RawIOBase):
-    """A file-like view of a psycopg COPY, for Arrow's streaming CSV reader."""
+class _CopyPump(io.RawIOBase):
+    """A file-like view of a psycopg COPY for Arrow's CSV reader.
 
-    def __init__(self, copy: Any):
-        self._it = iter(copy)
+    psycopg hands over one row per chunk; a thread gathers them into large
+    blocks, so the server keeps producing while Arrow parses (measured: the
+    difference between 0.5x and 0.7x of ``psql \\copy``)."""
+
+    def __init__(self, copy: Any, chunk_bytes: int = 4 << 20, depth: int = 8):
+        self._q: queue.Queue[bytes | BaseException | None] = queue.Queue(depth)
         self._buf = memoryview(b"")
+        self._done = False
+        self._stop = threading.Event()
+
+        def pump() -> None:
+            acc = bytearray()
+            try:
+                for row in copy:
+                    acc += row
+                    if len(acc) >= chunk_bytes:
+                        self._put(bytes(acc))
+                        acc = bytearray()
+                        if self._stop.is_set():
+                            return
+                if acc:
+                    self._put(bytes(acc))
+                self._put(None)
+            except BaseException as e:  # noqa: BLE001 - handed to the reading thread
+                self._put(e)
+
+        self._thread = threading.Thread(target=pump, name="copy-pump", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: bytes | BaseException | None) -> None:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b: Any) -> int:
-        while not self._buf:
-            try:
-                self._buf = memoryview(next(self._it))
-            except StopIteration:
+        if not self._buf:
+            if self._done:
                 return 0
+            item = self._q.get()
+            if item is None:
+                self._done = True
+                return 0
+            if isinstance(item, BaseException):
+                self._done = True
+                raise item
+            self._buf = memoryview(item)
         n = min(len(b), len(self._buf))
         b[:n] = self._buf[:n]
         self._buf = self._buf[n:]
         return n
 
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            chunks = [bytes(self._buf), *(bytes(c) for c in self._it)]
-            self._buf = memoryview(b"")
-            return b"".join(chunks)
-        out = bytearray()
-        while len(out) < size:
-            if not self._buf:
-                try:
-                    self._buf = memoryview(next(self._it))
-                except StopIteration:
-                    break
-            n = min(size - len(out), len(self._buf))
-            out += self._buf[:n]
-            self._buf = self._buf[n:]
-        return bytes(out)
+    def close(self) -> None:
+        self._stop.set()
+        super().close()
+        self._thread.join(timeout=5)
+
+
+def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Produce ``items`` in a thread, ``depth`` ahead of the consumer, so that
+    reading the source overlaps with writing the lake."""
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("end", None))
+        except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
+            q.put(("error", e))
+
+    thread = threading.Thread(target=run, name="prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join(timeout=30)
