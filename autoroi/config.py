@@ -15,7 +15,6 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from autoroi.errors import ConfigError
 
@@ -65,30 +64,37 @@ class KfpConfig(_Section):
     pipeline_root: str = Field("var/kfp", description="where kfp.local keeps run artifacts")
 
 
-class AutoroiConfig(BaseSettings):
+class AutoroiConfig(_Section):
     """Effective configuration; see ``autoroi config show``."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="AUTOROI_", env_nested_delimiter="__", extra="forbid", validate_default=True
-    )
 
     source: SourceConfig = SourceConfig()
     lake: LakeConfig = LakeConfig()
     replication: ReplicationConfig = ReplicationConfig()
     kfp: KfpConfig = KfpConfig()
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # init carries the YAML file (merged with flags by load_config); the
-        # environment wins over the file, flags win over both (applied after).
-        return (env_settings, init_settings)
+
+ENV_PREFIX = "AUTOROI_"
+
+
+def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """``AUTOROI_<SECTION>__<FIELD>=value`` as nested overrides; values are
+    read as YAML scalars (numbers, booleans, lists). Variables without ``__``
+    (secrets such as ``AUTOROI_SOURCE_PASSWORD``) are not configuration."""
+    environ = dict(os.environ) if environ is None else environ
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return out
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
@@ -116,19 +122,16 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {p} must hold a mapping at the top level")
         file_values = loaded or {}
+    merged = _deep_merge(_deep_merge(file_values, env_overrides()), overrides or {})
     try:
-        cfg = AutoroiConfig(**file_values)
-        if overrides:
-            merged = _deep_merge(cfg.model_dump(mode="json"), overrides)
-            cfg = AutoroiConfig.model_validate(merged)
+        return AutoroiConfig.model_validate(merged)
     except ValidationError as e:
         raise ConfigError(_describe(e)) from e
-    return cfg
 
 
 def config_from_json(text: str) -> AutoroiConfig:
-    """The form a pipeline parameter carries; no environment is consulted,
-    because the edge that built it already applied it."""
+    """The form a pipeline parameter carries. The environment is not consulted
+    again: the edge that built it already applied it."""
     try:
         return AutoroiConfig.model_validate_json(text)
     except ValidationError as e:

@@ -28,11 +28,9 @@ def build(name: str, cfg: AutoroiConfig) -> Any:
 
 def arguments(cfg: AutoroiConfig) -> dict[str, str]:
     """Pipeline arguments from the config; secrets never become parameters."""
-    return {
-        "source_url": without_password(cfg.source.url),
-        "lake_uri": cfg.lake.uri,
-        "config_json": cfg.model_dump_json(),
-    }
+    url = without_password(cfg.source.url)
+    public = cfg.model_copy(update={"source": cfg.source.model_copy(update={"url": url})})
+    return {"source_url": url, "lake_uri": cfg.lake.uri, "config_json": public.model_dump_json()}
 
 
 @contextmanager

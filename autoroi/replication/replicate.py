@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from autoroi.config import AutoroiConfig
 from autoroi.errors import AutoroiError, SchemaDriftError, SourceError
@@ -61,6 +62,9 @@ def replicate_tables(
     per-table problems are in the report."""
     started = time.perf_counter()
     url = resolve_url(cfg.source, source_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        if not Path(url.database).is_file():
+            raise SourceError(f"SQLite database file {url.database} does not exist")
     lake = open_lake(lake_uri or cfg.lake.uri, cfg.lake)
     lake.check_writable()
     engine = connect_engine(url, cfg.source.connect_timeout_s)

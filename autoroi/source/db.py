@@ -64,7 +64,7 @@ def without_password(url: str) -> str:
     parsed = parse_url(url)
     if parsed.password is None:
         return url
-    return parsed.set(password=None).render_as_string(hide_password=False)
+    return parsed._replace(password=None).render_as_string(hide_password=False)
 
 
 def connect_engine(url: URL, timeout_s: int = 10) -> Engine:
@@ -98,7 +98,7 @@ def connect_engine(url: URL, timeout_s: int = 10) -> Engine:
     try:
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
-    except Exception as e:  # noqa: BLE001 - driver errors vary; we classify by message
+    except Exception as e:
         raise SourceError(f"cannot connect to source {redact(url)}: {describe_db_error(e)}") from e
     return engine
 
