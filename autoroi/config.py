@@ -45,7 +45,9 @@ class ReplicationConfig(_Section):
     )
     batch_rows: int = Field(250_000, ge=1_000, description="rows per Arrow batch while streaming")
     file_rows: int = Field(1_000_000, ge=1_000, description="rows per Parquet file in the lake")
-    key_bucket_width: int = Field(65_536, ge=16, description="primary-key range per delete-check bucket")
+    key_bucket_width: int = Field(
+        65_536, ge=16, le=1_000_000, description="primary-key range per delete-check bucket"
+    )
     compression: str = "zstd"
     keep_versions: int = Field(2, ge=1, description="table versions kept for readers in flight")
 

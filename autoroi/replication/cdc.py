@@ -35,7 +35,14 @@ from autoroi.config import ReplicationConfig
 from autoroi.errors import SchemaDriftError
 from autoroi.lake import failpoints
 from autoroi.lake.tables import TableManifest, TableStore, TableWriter
-from autoroi.replication.source import UPDATED_AT, SourceReader, SourceTable, bucket_of, prefetch
+from autoroi.replication.source import (
+    UPDATED_AT,
+    SourceReader,
+    SourceTable,
+    bucket_fingerprints,
+    bucket_of,
+    prefetch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -347,11 +354,8 @@ def _reconcile(
     """(keys deleted at the source, keys present at the source but not in the
     lake), comparing per-bucket counts and key sums first."""
     source = reader.bucket_stats(st, width)
+    lake = bucket_fingerprints(expected, width)
     buckets = bucket_of(expected, width)
-    ub, inv = np.unique(buckets, return_inverse=True)
-    counts = np.bincount(inv)
-    sums = np.bincount(inv, weights=expected.astype(np.float64))
-    lake = {int(b): (int(c), int(round(s))) for b, c, s in zip(ub, counts, sums, strict=True)}
     differing = sorted(b for b in set(source) | set(lake) if source.get(b) != lake.get(b))
     if not differing:
         return np.empty(0, np.int64), np.empty(0, np.int64)

@@ -62,9 +62,9 @@ def replicate_tables(
     per-table problems are in the report."""
     started = time.perf_counter()
     url = resolve_url(cfg.source, source_url)
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        if not Path(url.database).is_file():
-            raise SourceError(f"SQLite database file {url.database} does not exist")
+    sqlite_file = url.database if url.get_backend_name() == "sqlite" else None
+    if sqlite_file not in (None, "", ":memory:") and not Path(str(sqlite_file)).is_file():
+        raise SourceError(f"SQLite database file {url.database} does not exist")
     lake = open_lake(lake_uri or cfg.lake.uri, cfg.lake)
     lake.check_writable()
     engine = connect_engine(url, cfg.source.connect_timeout_s)

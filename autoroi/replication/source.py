@@ -171,7 +171,7 @@ class SourceReader:
         return pa.Table.from_batches(list(self.stream(st, where)), schema=st.schema)
 
     def _stream_copy(self, st: SourceTable, stmt: sa.Select[Any]) -> Iterator[pa.RecordBatch]:
-        compiled = stmt.compile(dialect=self.engine.dialect)
+        compiled = stmt.compile(dialect=self.engine.dialect, compile_kwargs={"render_postcompile": True})
         sql = f"COPY ({compiled}) TO STDOUT (FORMAT csv)"
         cur = self._pg.cursor()
         types = {f.name: f.type for f in st.schema}
@@ -207,14 +207,18 @@ class SourceReader:
         except Exception as e:
             raise SourceError(f"source query failed: {describe_db_error(e)}") from e
 
-    def bucket_stats(self, st: SourceTable, width: int) -> dict[int, tuple[int, int]]:
-        """(row count, key sum) per key bucket, computed by the server; only
-        the buckets travel."""
+    def bucket_stats(self, st: SourceTable, width: int) -> dict[int, tuple[int, int, int]]:
+        """(row count, key sum, sum of squared key residues) per key bucket,
+        computed by the server; only the buckets travel. Three fingerprints,
+        so that deletes balanced by restored rows do not cancel out."""
         assert st.key is not None
         key = st.table.c[st.key]
         bucket = (key // width).label("b")  # integer division on every dialect
-        stmt = sa.select(bucket, sa.func.count(), sa.func.sum(key)).group_by(sa.literal_column("b"))
-        return {int(b): (int(n), int(s)) for b, n, s in self.scalar_rows(stmt)}
+        residue = key % FINGERPRINT_PRIME
+        stmt = sa.select(bucket, sa.func.count(), sa.func.sum(key), sa.func.sum(residue * residue)).group_by(
+            sa.literal_column("b")
+        )
+        return {int(b): (int(n), int(s), int(q)) for b, n, s, q in self.scalar_rows(stmt)}
 
     def keys_in_buckets(self, st: SourceTable, buckets: Sequence[int], width: int) -> np.ndarray:
         assert st.key is not None
@@ -238,6 +242,22 @@ class SourceReader:
         col = st.table.c[UPDATED_AT]
         param = since if st.updated_at_tz else since.replace(tzinfo=None)
         return self.stream(st, sa.or_(col >= param, col.is_(None)))
+
+
+FINGERPRINT_PRIME = 1_000_003
+
+
+def bucket_fingerprints(keys: np.ndarray, width: int) -> dict[int, tuple[int, int, int]]:
+    """What ``SourceReader.bucket_stats`` computes, for keys held in the lake."""
+    buckets = bucket_of(keys, width)
+    ub, inv = np.unique(buckets, return_inverse=True)
+    residue = np.fmod(keys, FINGERPRINT_PRIME)  # SQL %: sign of the dividend
+    counts = np.bincount(inv)
+    sums = np.zeros(len(ub), dtype=np.int64)
+    squares = np.zeros(len(ub), dtype=np.int64)
+    np.add.at(sums, inv, keys)
+    np.add.at(squares, inv, residue * residue)
+    return {int(b): (int(c), int(s), int(q)) for b, c, s, q in zip(ub, counts, sums, squares, strict=True)}
 
 
 def bucket_of(keys: np.ndarray, width: int) -> np.ndarray:
