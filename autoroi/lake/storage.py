@@ -7,6 +7,7 @@ a mounted credentials file, the pod's role); they are never part of the URI.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -70,10 +71,8 @@ class Lake:
                 f.write(data)
 
     def delete_file(self, path: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.fs.delete_file(path)
-        except FileNotFoundError:
-            pass
 
     def list_dir(self, path: str) -> list[pafs.FileInfo]:
         sel = pafs.FileSelector(path, allow_not_found=True, recursive=False)

@@ -6,8 +6,7 @@ variable named by ``source.password_env`` (a Kubernetes Secret on a cluster).
 """
 
 from kfp import dsl
-from kfp.dsl import python_component
-from kfp.dsl import Metrics, Output
+from kfp.dsl import Metrics, Output, python_component
 
 
 def replicate(source_url: str, lake_uri: str, config_json: str, metrics: Output[Metrics]) -> str:

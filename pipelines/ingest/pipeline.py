@@ -21,7 +21,8 @@ def build_pipeline(cfg: AutoroiConfig) -> Any:
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
-        description="Replicate the dealer database into the lake's raw zone (full load, then change capture).",
+        description="Replicate the dealer database into the lake's raw zone"
+        " (full load, then change capture).",
     )
     def ingest(source_url: str, lake_uri: str, config_json: str) -> str:
         """
