@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from contextlib import contextmanager
+import warnings
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +54,14 @@ def _password_in_env(cfg: AutoroiConfig):  # type: ignore[no-untyped-def]
             os.environ[name] = old
 
 
-def run_local(name: str, cfg: AutoroiConfig) -> dict[str, Any]:
+class PipelineFailed(RuntimeError):
+    """A local run failed; the message carries the end of its log."""
+
+
+def run_local(name: str, cfg: AutoroiConfig, log_path: Path | None = None) -> dict[str, Any]:
     """Run a pipeline through ``kfp.local`` with the subprocess runner (the
-    current environment, no containers); returns its outputs."""
+    current environment, no containers); returns its outputs. With
+    ``log_path``, kfp's step-by-step output goes there instead of stdout."""
     from kfp import local
 
     root = Path(cfg.kfp.pipeline_root).resolve()
@@ -63,13 +69,32 @@ def run_local(name: str, cfg: AutoroiConfig) -> dict[str, Any]:
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     pipeline = build(name, cfg)
     args = arguments(cfg)
-    with _password_in_env(cfg):
-        task = pipeline(**args)
+    with _password_in_env(cfg), _output_to(log_path), warnings.catch_warnings():
+        # kfp.local notes that display names and images do nothing locally: expected
+        warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")
+        warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
+        try:
+            task = pipeline(**args)
+        except RuntimeError as e:
+            if log_path is None:
+                raise
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-25:])
+            raise PipelineFailed(f"{e}\n--- last lines of {log_path} ---\n{tail}") from e
     output = task.output
     try:
         return json.loads(output) if isinstance(output, str) else {"output": output}
     except json.JSONDecodeError:
         return {"output": output}
+
+
+@contextmanager
+def _output_to(path: Path | None):  # type: ignore[no-untyped-def]
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f, redirect_stdout(f):
+        yield
 
 
 def compile_all(cfg: AutoroiConfig, output: Path) -> list[Path]:

@@ -25,8 +25,9 @@ def demo(config_path: Path | None, workdir: Path, seed: int, scale: str) -> None
     from autoroi.replication.replicate import report_from_dict
     from autoroi.source.db import connect_engine, parse_url
     from autoroi.source.generate import generate_source
+    from autoroi.errors import AutoroiError
     from autoroi.source.mutate import mutate_source
-    from pipelines.run import run_local
+    from pipelines.run import PipelineFailed, run_local
 
     workdir = workdir.resolve()
     source = workdir / "source" / "dms.sqlite"
@@ -38,28 +39,35 @@ def demo(config_path: Path | None, workdir: Path, seed: int, scale: str) -> None
         kfp={"pipeline_root": str(workdir / "kfp")},
     )
     engine = connect_engine(parse_url(cfg.source.url))
+    logs = workdir / "kfp" / "logs"
+
+    def ingest(step: str, title: str) -> None:
+        console.rule(f"{step} ingest through kfp.local: {title}")
+        try:
+            with console.status("running the ingest pipeline ..."):
+                out = run_local("ingest", cfg, logs / f"ingest-{step.replace('/', 'of')}.log")
+        except PipelineFailed as e:
+            raise AutoroiError(str(e)) from e
+        replication_table(report_from_dict(out))
+
     try:
-        console.rule("1/4 generate the dealer database")
+        console.rule("1/6 generate the dealer database")
         with console.status(f"generating ({scale}, seed {seed}) ..."):
             gen = generate_source(engine, seed=seed, scale=scale, truth_path=workdir / "truth.parquet")
         counts_table(f"source {source} ({gen.seconds:.1f}s)", gen.rows)
+        ingest("2/6", "full load")
 
-        console.rule("2/4 ingest through kfp.local: full load")
-        with console.status("running the ingest pipeline ..."):
-            first = report_from_dict(run_local("ingest", cfg))
-        replication_table(first)
-
-        console.rule("3/4 change the source: new sales, corrections, cancellations, a new column")
+        console.rule("3/6 change the source: new sales, corrections, cancellations, a new column")
         mutation_table(mutate_source(engine, seed=seed, batches=1))
+        ingest("4/6", "change capture; the new column reloads sales")
 
-        console.rule("4/4 ingest again: change capture")
-        with console.status("running the ingest pipeline ..."):
-            second = report_from_dict(run_local("ingest", cfg))
-        replication_table(second)
+        console.rule("5/6 change the source again")
+        mutation_table(mutate_source(engine, seed=seed, batches=1))
+        ingest("6/6", "change capture")
     finally:
         engine.dispose()
     console.print(
         f"\nlake: {cfg.lake.uri}/raw/<table>/ (Parquet; read with pyarrow.dataset)\n"
         f"ground truth (evaluation only): {workdir / 'truth.parquet'}\n"
-        f"kfp.local run artifacts: {cfg.kfp.pipeline_root}"
+        f"kfp.local run artifacts and logs: {cfg.kfp.pipeline_root}"
     )

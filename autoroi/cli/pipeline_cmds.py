@@ -14,15 +14,31 @@ from autoroi.cli.common import config_option, lake_option, load, source_option
 @config_option
 @source_option
 @lake_option
-def run(pipeline: str, config_path: Path | None, source_url: str | None, lake_uri: str | None) -> None:
+@click.option(
+    "--verbose", is_flag=True, help="Stream kfp.local's step output instead of writing it to a log."
+)
+def run(
+    pipeline: str, config_path: Path | None, source_url: str | None, lake_uri: str | None, verbose: bool
+) -> None:
     """Run PIPELINE locally through kfp.local (subprocess runner)."""
-    from autoroi.cli.render import replication_table
+    from datetime import datetime
+
+    from autoroi.cli.render import console, replication_table
+    from autoroi.errors import AutoroiError
     from autoroi.replication.replicate import report_from_dict
-    from pipelines.run import run_local
+    from pipelines.run import PipelineFailed, run_local
 
     cfg = load(config_path, source_url, lake_uri)
-    out = run_local(pipeline, cfg)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    log_path = None if verbose else Path(cfg.kfp.pipeline_root) / "logs" / f"{pipeline}-{stamp}.log"
+    try:
+        with console.status(f"running {pipeline} through kfp.local ..."):
+            out = run_local(pipeline, cfg, log_path)
+    except PipelineFailed as e:
+        raise AutoroiError(str(e)) from e
     replication_table(report_from_dict(out))
+    if log_path:
+        console.print(f"pipeline log: {log_path}")
 
 
 @click.command("compile")

@@ -11,7 +11,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-console = Console(stderr=False)
+# wide enough for the report tables when output goes to a file or CI log
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 140)
 
 
 @contextmanager

@@ -178,12 +178,16 @@ def full_load(
     started = time.perf_counter()
     writer = store.begin()
     watermark: list[datetime] = []
+    keys: list[np.ndarray] = []
+    track_keys = current is not None and st.key is not None and current.state.get("key") == st.key
 
     def tracked() -> Iterator[pa.RecordBatch]:
         for batch in prefetch(reader.stream(st)):
             w = _max_updated(batch)
             if w is not None:
                 watermark.append(w)
+            if track_keys:
+                keys.append(batch.column(st.key).to_numpy().astype(np.int64, copy=False))
             yield batch
 
     try:
@@ -205,6 +209,13 @@ def full_load(
             writer.abort()
             result.status, result.inserted, result.version = "unchanged", 0, current.version
         else:
+            if track_keys:
+                assert current is not None and st.key is not None
+                # a reload after a schema change still says what changed, by key
+                old_keys = store.read(current, columns=[st.key]).column(st.key).to_numpy()
+                new_keys = np.concatenate(keys) if keys else np.empty(0, np.int64)
+                result.inserted = int(np.isin(new_keys, old_keys, invert=True).sum())
+                result.deleted = int(np.isin(old_keys, new_keys, invert=True).sum())
             manifest = writer.commit(st.schema, _watermark_state(st, wm))
             result.version = manifest.version
             if current is not None:

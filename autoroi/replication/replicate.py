@@ -112,6 +112,8 @@ def _replicate_one(reader, lake, name, cfg, full_refresh, progress) -> TableResu
             assert current is not None
             result = incremental(reader, store, st, rc, current)
         result.message = reload_reason
+        if result.status == "full_load" and current is not None:
+            result.message += "; a reload counts inserts and deletes by key, not updates"
     except (SchemaDriftError, SourceError) as e:
         log.error("%s: %s", name, e)
         current = store.manifest()
