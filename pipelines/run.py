@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ def arguments(cfg: AutoroiConfig) -> dict[str, str]:
 
 
 @contextmanager
-def _password_in_env(cfg: AutoroiConfig):  # type: ignore[no-untyped-def]
+def _password_in_env(cfg: AutoroiConfig) -> Iterator[None]:
     """A password given inside the URL travels to the steps as the variable
     named by ``source.password_env``, never as a parameter."""
     password = parse_url(cfg.source.url).password
@@ -88,7 +89,7 @@ def run_local(name: str, cfg: AutoroiConfig, log_path: Path | None = None) -> di
 
 
 @contextmanager
-def _output_to(path: Path | None):  # type: ignore[no-untyped-def]
+def _output_to(path: Path | None) -> Iterator[None]:
     if path is None:
         yield
         return

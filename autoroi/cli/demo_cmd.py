@@ -22,10 +22,10 @@ from autoroi.cli.common import config_option, load
 def demo(config_path: Path | None, workdir: Path, seed: int, scale: str) -> None:
     """Generate a dealer database, ingest it, change it, ingest again."""
     from autoroi.cli.render import console, counts_table, mutation_table, replication_table
+    from autoroi.errors import AutoroiError
     from autoroi.replication.replicate import report_from_dict
     from autoroi.source.db import connect_engine, parse_url
     from autoroi.source.generate import generate_source
-    from autoroi.errors import AutoroiError
     from autoroi.source.mutate import mutate_source
     from pipelines.run import PipelineFailed, run_local
 

@@ -32,7 +32,7 @@ def progress_bar() -> Iterator[Any]:
         console=Console(stderr=True),
         transient=True,
     ) as prog:
-        tasks: dict[str, tuple[int, float]] = {}
+        tasks: dict[str, tuple[Any, float]] = {}
 
         def update(table: str, rows: int) -> None:
             if table not in tasks:

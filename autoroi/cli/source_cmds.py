@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from sqlalchemy.engine import Engine
 
 from autoroi.cli.common import config_option, load, source_option
 
 
-def _engine(config_path: Path | None, source_url: str | None):  # type: ignore[no-untyped-def]
+def _engine(config_path: Path | None, source_url: str | None) -> Engine:
     from autoroi.source.db import connect_engine, resolve_url
 
     cfg = load(config_path, source_url)

@@ -120,9 +120,11 @@ def _write_batches(
     """Stream batches into files of at most ``file_rows`` rows; nothing is held
     in memory beyond one batch."""
     total = 0
-    name = pq_writer = None
+    name: str = ""
+    pq_writer: pq.ParquetWriter | None = None
     rows = 0
-    kmin = kmax = None
+    kmin: int | None = None
+    kmax: int | None = None
     for batch in batches:
         offset = 0
         while offset < batch.num_rows:
@@ -135,19 +137,19 @@ def _write_batches(
             if key is not None:
                 mm = pc.min_max(part.column(key))
                 lo, hi = mm["min"].as_py(), mm["max"].as_py()
-                kmin = lo if kmin is None else min(kmin, lo)
-                kmax = hi if kmax is None else max(kmax, hi)
+                kmin = lo if kmin is None else min(kmin, int(lo))
+                kmax = hi if kmax is None else max(kmax, int(hi))
             rows += take
             offset += take
             total += take
             if rows >= file_rows:
-                writer.close_file(name, pq_writer, rows, kmin, kmax)  # type: ignore[arg-type]
+                writer.close_file(name, pq_writer, rows, kmin, kmax)
                 pq_writer = None
             failpoints.hit("extract.batch", writer.store.table)
         if on_rows:
             on_rows(total)
     if pq_writer is not None:
-        writer.close_file(name, pq_writer, rows, kmin, kmax)  # type: ignore[arg-type]
+        writer.close_file(name, pq_writer, rows, kmin, kmax)
     return total
 
 

@@ -11,10 +11,11 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from autoroi.config import AutoroiConfig
 from autoroi.errors import AutoroiError, SchemaDriftError, SourceError
-from autoroi.lake import TableStore, open_lake
+from autoroi.lake import Lake, TableStore, open_lake
 from autoroi.replication.cdc import Progress, TableResult, compare_schemas, full_load, incremental
 from autoroi.replication.source import SourceReader
 from autoroi.source.db import connect_engine, redact, resolve_url
@@ -87,7 +88,14 @@ def replicate_tables(
     return report
 
 
-def _replicate_one(reader, lake, name, cfg, full_refresh, progress) -> TableResult:  # type: ignore[no-untyped-def]
+def _replicate_one(
+    reader: SourceReader,
+    lake: Lake,
+    name: str,
+    cfg: AutoroiConfig,
+    full_refresh: bool,
+    progress: Progress | None,
+) -> TableResult:
     rc = cfg.replication
     store = TableStore(lake, RAW_ZONE, name, rc.compression, rc.keep_versions)
     t0 = time.perf_counter()
@@ -143,12 +151,12 @@ def _replicate_one(reader, lake, name, cfg, full_refresh, progress) -> TableResu
     return result
 
 
-def report_from_dict(doc: dict[str, object]) -> ReplicationReport:
+def report_from_dict(doc: dict[str, Any]) -> ReplicationReport:
     """The inverse of ``to_dict``: a report that crossed a process boundary."""
-    tables = [TableResult(**t) for t in doc.get("tables", [])]  # type: ignore[union-attr]
+    tables = [TableResult(**t) for t in doc.get("tables", [])]
     return ReplicationReport(
         source=str(doc["source"]),
         lake=str(doc["lake"]),
         tables=tables,
         seconds=float(doc.get("seconds", 0.0)),
-    )  # type: ignore[arg-type]
+    )

@@ -145,7 +145,7 @@ class SourceReader:
         key = pk[0].name if len(pk) == 1 and isinstance(pk[0].type, sa.Integer) else None
         upd = table.columns.get(UPDATED_AT)
         has_upd = upd is not None and isinstance(upd.type, sa.DateTime | sa.Date)
-        tz = bool(has_upd and isinstance(upd.type, sa.DateTime) and upd.type.timezone)
+        tz = bool(upd is not None and isinstance(upd.type, sa.DateTime) and upd.type.timezone)
         return SourceTable(name, table, pa.schema(fields), key, has_upd, tz)
 
     # -- reads ------------------------------------------------------------

@@ -8,6 +8,8 @@ Whatever its origin, it never appears in a log line or an error message:
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
@@ -92,7 +94,7 @@ def connect_engine(url: URL, timeout_s: int = 10) -> Engine:
     if backend == "sqlite":
 
         @event.listens_for(engine, "connect")
-        def _fk_on(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        def _fk_on(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.execute("PRAGMA foreign_keys=ON")
 
     try:
