@@ -10,8 +10,11 @@ crash.
 Local folder: ``<zone>/<table>`` is a symbolic link to
 ``<zone>/_versions/<table>/v<NNNNNN>/``; a publish builds the new version
 beside the old (unchanged files hard-linked, not copied) and swaps the link
-with one ``rename`` — atomic for every reader. Older versions are kept
-(``keep_versions``) for readers still in flight, then removed.
+with one ``rename``. A reader that resolves the link once (``os.path.realpath``,
+as ``TableStore.read`` does through the manifest) sees one whole version; older
+versions are kept (``keep_versions``) for such readers in flight. A reader that
+lists ``<zone>/<table>/`` and then opens each file through the link can, if a
+publish lands between the two, miss the files that publish replaced.
 
 S3: objects cannot be renamed as a group, so ``_manifest.json`` (one PUT,
 atomic) is the commit point: new files are written first, the manifest is
@@ -191,6 +194,7 @@ class TableWriter:
         else:
             self.dir = store.path
         self._seq = 0
+        self._sinks: dict[str, pa.NativeFile] = {}
 
     def _new_name(self) -> str:
         self._seq += 1
@@ -202,6 +206,7 @@ class TableWriter:
         path = f"{self.dir}/{name}"
         self._written.append(path)
         sink = self.store.lake.fs.open_output_stream(path)
+        self._sinks[name] = sink
         writer = pq.ParquetWriter(sink, schema, compression=self.store.compression)
         return name, writer
 
@@ -209,6 +214,9 @@ class TableWriter:
         self, name: str, writer: pq.ParquetWriter, rows: int, key_min: int | None, key_max: int | None
     ) -> None:
         writer.close()
+        # ParquetWriter does not close a stream it was handed; on S3 the upload
+        # completes only here.
+        self._sinks.pop(name).close()
         path = f"{self.dir}/{name}"
         size = self.store.lake.fs.get_file_info(path).size or 0
         self.entries.append(FileEntry(name=name, rows=rows, bytes=size, key_min=key_min, key_max=key_max))

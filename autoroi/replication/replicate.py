@@ -67,12 +67,18 @@ def replicate_tables(
     if sqlite_file not in (None, "", ":memory:") and not Path(str(sqlite_file)).is_file():
         raise SourceError(f"SQLite database file {url.database} does not exist")
     lake = open_lake(lake_uri or cfg.lake.uri, cfg.lake)
-    lake.check_writable()
     engine = connect_engine(url, cfg.source.connect_timeout_s)
+    try:
+        lake.check_writable()
+    except AutoroiError:
+        engine.dispose()
+        raise
     report = ReplicationReport(source=redact(url), lake=lake.uri)
     try:
         with SourceReader(engine, cfg.replication.batch_rows) as reader:
             available = reader.table_names()
+            if not available:
+                raise SourceError(f"source {report.source} has no tables (wrong database or file?)")
             wanted = tables or cfg.source.tables or available
             unknown = [t for t in wanted if t not in available]
             if unknown:
@@ -100,28 +106,8 @@ def _replicate_one(
     store = TableStore(lake, RAW_ZONE, name, rc.compression, rc.keep_versions)
     t0 = time.perf_counter()
     try:
-        st = reader.reflect(name)
-        current = store.manifest()
-        reload_reason = ""
-        if current is None:
-            reload_reason = "first load"
-        elif full_refresh:
-            reload_reason = "full refresh requested"
-        else:
-            added, needs_reload = compare_schemas(name, current.schema, st.schema)
-            if needs_reload:
-                reload_reason = f"schema changed (added: {', '.join(added) or 'none'})"
-            elif st.key is None or not st.updated_at:
-                reload_reason = "no integer primary key or updated_at column"
-        if reload_reason:
-            log.info("%s: full load (%s)", name, reload_reason)
-            result = full_load(reader, store, st, rc, progress, current)
-        else:
-            assert current is not None
-            result = incremental(reader, store, st, rc, current)
-        result.message = reload_reason
-        if result.status == "full_load" and current is not None:
-            result.message += "; a reload counts inserts and deletes by key, not updates"
+        with reader.table_scope():
+            return _replicate_in_scope(reader, store, name, cfg, full_refresh, progress)
     except (SchemaDriftError, SourceError) as e:
         log.error("%s: %s", name, e)
         current = store.manifest()
@@ -134,8 +120,39 @@ def _replicate_one(
         )
         result.seconds = time.perf_counter() - t0
         return result
-    except AutoroiError:
-        raise
+
+
+def _replicate_in_scope(
+    reader: SourceReader,
+    store: TableStore,
+    name: str,
+    cfg: AutoroiConfig,
+    full_refresh: bool,
+    progress: Progress | None,
+) -> TableResult:
+    rc = cfg.replication
+    st = reader.reflect(name)
+    current = store.manifest()
+    reload_reason = ""
+    if current is None:
+        reload_reason = "first load"
+    elif full_refresh:
+        reload_reason = "full refresh requested"
+    else:
+        added, needs_reload = compare_schemas(name, current.schema, st.schema)
+        if needs_reload:
+            reload_reason = f"schema changed (added: {', '.join(added) or 'none'})"
+        elif st.key is None or not st.updated_at:
+            reload_reason = "no integer primary key or updated_at column"
+    if reload_reason:
+        log.info("%s: full load (%s)", name, reload_reason)
+        result = full_load(reader, store, st, rc, progress, current)
+    else:
+        assert current is not None
+        result = incremental(reader, store, st, rc, current)
+    result.message = reload_reason
+    if result.status == "full_load" and current is not None:
+        result.message += "; a reload counts inserts and deletes by key, not updates"
     log.info(
         "%s: %s, %d rows in lake, %d extracted (+%d ~%d -%d) in %.2fs (%.0f rows/s)",
         name,

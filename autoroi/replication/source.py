@@ -21,6 +21,7 @@ import logging
 import queue
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -133,11 +134,32 @@ class SourceReader:
     def table_names(self) -> list[str]:
         return sorted(sa.inspect(self.conn).get_table_names())
 
+    @contextmanager
+    def table_scope(self) -> Iterator[None]:
+        """A savepoint around one table's reads: on PostgreSQL an error aborts
+        the whole transaction, and the other tables must still be read, in the
+        same snapshot."""
+        savepoint = self.conn.begin_nested()
+        try:
+            yield
+        except BaseException:
+            if savepoint.is_active:
+                savepoint.rollback()
+            raise
+        else:
+            if savepoint.is_active:
+                savepoint.commit()
+
     def reflect(self, name: str) -> SourceTable:
-        insp = sa.inspect(self.conn)
-        if not insp.has_table(name):
-            raise UnknownTableError(f"table {name!r} does not exist in the source")
-        table = sa.Table(name, sa.MetaData(), autoload_with=self.conn)
+        try:
+            insp = sa.inspect(self.conn)
+            if not insp.has_table(name):
+                raise UnknownTableError(f"table {name!r} does not exist in the source")
+            table = sa.Table(name, sa.MetaData(), autoload_with=self.conn)
+        except SourceError:
+            raise
+        except Exception as e:
+            raise SourceError(f"cannot read the definition of table {name!r}: {describe_db_error(e)}") from e
         fields = [
             pa.field(c.name, arrow_type(c.type, self.dialect), nullable=c.nullable) for c in table.columns
         ]
@@ -208,16 +230,18 @@ class SourceReader:
             raise SourceError(f"source query failed: {describe_db_error(e)}") from e
 
     def bucket_stats(self, st: SourceTable, width: int) -> dict[int, tuple[int, int, int]]:
-        """(row count, key sum, sum of squared key residues) per key bucket,
+        """(row count, sum of key offsets in the bucket, sum of squared key
+        residues) per key bucket,
         computed by the server; only the buckets travel. Three fingerprints,
         so that deletes balanced by restored rows do not cancel out."""
         assert st.key is not None
         key = st.table.c[st.key]
         bucket = (key // width).label("b")  # integer division on every dialect
+        offset = key % width  # small whatever the key: sums cannot overflow
         residue = key % FINGERPRINT_PRIME
-        stmt = sa.select(bucket, sa.func.count(), sa.func.sum(key), sa.func.sum(residue * residue)).group_by(
-            sa.literal_column("b")
-        )
+        stmt = sa.select(
+            bucket, sa.func.count(), sa.func.sum(offset), sa.func.sum(residue * residue)
+        ).group_by(sa.literal_column("b"))
         return {int(b): (int(n), int(s), int(q)) for b, n, s, q in self.scalar_rows(stmt)}
 
     def keys_in_buckets(self, st: SourceTable, buckets: Sequence[int], width: int) -> np.ndarray:
@@ -255,7 +279,7 @@ def bucket_fingerprints(keys: np.ndarray, width: int) -> dict[int, tuple[int, in
     counts = np.bincount(inv)
     sums = np.zeros(len(ub), dtype=np.int64)
     squares = np.zeros(len(ub), dtype=np.int64)
-    np.add.at(sums, inv, keys)
+    np.add.at(sums, inv, np.fmod(keys, width))
     np.add.at(squares, inv, residue * residue)
     return {int(b): (int(c), int(s), int(q)) for b, c, s, q in zip(ub, counts, sums, squares, strict=True)}
 

@@ -8,6 +8,7 @@ Whatever its origin, it never appears in a log line or an error message:
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import create_engine, event
@@ -17,6 +18,9 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from autoroi.config import SourceConfig, read_secret
 from autoroi.errors import ConfigError, SourceError
 
+_CREDENTIALS = re.compile(
+    r"^(?P<scheme>[A-Za-z][\w+.-]*://)(?P<user>[^:/@]*):(?P<pw>.*)@(?P<rest>[^@]*)$", re.S
+)
 SUPPORTED = {"sqlite", "postgresql", "mysql", "mariadb"}
 
 
@@ -27,6 +31,10 @@ def parse_url(url: str) -> URL:
         raise ConfigError(
             f"malformed source URL {redact(url)!r}: expected dialect://user@host:port/db"
         ) from e
+    if parsed.host and "@" in parsed.host:
+        raise ConfigError(
+            f"malformed source URL {redact(url)!r}: an '@' in the user or password must be written as %40"
+        )
     if parsed.get_backend_name() not in SUPPORTED:
         raise ConfigError(
             f"unsupported source database {parsed.get_backend_name()!r} in {redact(url)!r};"
@@ -39,15 +47,10 @@ def redact(url: str | URL) -> str:
     """The URL with its password masked; safe for logs and errors."""
     if isinstance(url, URL):
         return url.render_as_string(hide_password=True)
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - a malformed URL is still redacted, crudely
-        head, sep, tail = url.rpartition("@")
-        if not sep:
-            return url
-        scheme, _, creds = head.partition("://")
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{tail}"
+    # by hand, not by a URL parser: everything up to the *last* '@' may be
+    # password, even when the URL is malformed
+    m = _CREDENTIALS.match(url)
+    return f"{m['scheme']}{m['user']}:***@{m['rest']}" if m else url
 
 
 def resolve_url(cfg: SourceConfig, url: str | None = None) -> URL:

@@ -35,3 +35,12 @@ def test_driver_errors_are_described_without_secrets():
     e.orig = Orig('connection failed: FATAL:  password authentication failed for user "bob"')  # type: ignore[attr-defined]
     assert describe_db_error(e) == "authentication failed (wrong user or password)"
     assert "refused" in describe_db_error(Exception("could not connect to server: Connection refused"))
+
+
+def test_an_unencoded_at_in_the_password_is_refused_without_leaking():
+    url = "postgresql://bob:p@ss@db.example/dms"
+    assert "ss" not in redact(url).replace("postgresql", "")
+    with pytest.raises(ConfigError, match="%40") as e:
+        parse_url(url)
+    assert "p@ss" not in str(e.value) and ":ss" not in str(e.value)
+    assert parse_url("postgresql://bob:p%40ss@db.example/dms").password == "p@ss"
