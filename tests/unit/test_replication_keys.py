@@ -161,3 +161,16 @@ def test_rows_without_updated_at_are_followed(tmp_path: Path) -> None:
     res = _replicate(path, lake)["events"]
     assert (res.status, res.updated) == ("incremental", 1)
     _assert_equal(path, lake, "events", "id")
+
+
+def test_sorted_union_matches_numpy():
+    import numpy as np
+
+    from autoroi.replication.cdc import sorted_union
+
+    rng = np.random.default_rng(3)
+    a = np.unique(rng.integers(-1000, 1000, 700))
+    b = rng.permutation(np.unique(rng.integers(-1500, 500, 300)))
+    assert np.array_equal(sorted_union(a, b), np.union1d(a, b))
+    assert np.array_equal(sorted_union(a[:0], b[:0]), np.union1d(a[:0], b[:0]))
+    assert np.array_equal(sorted_union(a[:1], b[:0]), a[:1])
