@@ -44,7 +44,9 @@ class ReplicationConfig(_Section):
         300.0, ge=0, description="re-read rows this much older than the watermark (late commits)"
     )
     batch_rows: int = Field(250_000, ge=1_000, description="rows per Arrow batch while streaming")
-    file_rows: int = Field(1_000_000, ge=1_000, description="rows per Parquet file in the lake")
+    file_rows: int = Field(
+        250_000, ge=1_000, description="rows per Parquet file in the lake (a change rewrites whole files)"
+    )
     key_bucket_width: int = Field(
         65_536, ge=16, le=1_000_000, description="primary-key range per delete-check bucket"
     )

@@ -240,8 +240,8 @@ def full_load(
                 # a reload after a schema change still says what changed, by key
                 old_keys = store.read(current, columns=[st.key]).column(st.key).to_numpy()
                 new_keys = np.concatenate(keys) if keys else np.empty(0, np.int64)
-                result.inserted = int(np.isin(new_keys, old_keys, invert=True).sum())
-                result.deleted = int(np.isin(old_keys, new_keys, invert=True).sum())
+                result.inserted = int((~member(new_keys, old_keys)).sum())
+                result.deleted = int((~member(old_keys, new_keys)).sum())
             fp = merge_fingerprints(*fingerprints) if fingerprints else {}
             manifest = writer.commit(st.schema, _watermark_state(st, wm, fp, cfg.key_bucket_width))
             result.version = manifest.version
@@ -344,7 +344,7 @@ def incremental(
         raise SchemaDriftError(f"table {st.name!r}: primary key {key!r} is not unique in the source")
     known = np.zeros(len(change_keys), dtype=bool)
     for entry in lake.files_overlapping(change_keys):
-        known |= np.isin(change_keys, lake.of(entry))
+        known |= member(change_keys, lake.of(entry))
     new_keys = change_keys[~known]
 
     # 2. deletes (and inserts the watermark missed) by key reconciliation
@@ -371,14 +371,14 @@ def incremental(
                 writer.keep(entry)
                 continue
             keys = lake.of(entry)
-            hit = np.isin(keys, touched)
+            hit = member(keys, touched)
             if not hit.any():
                 writer.keep(entry)
                 continue
-            mine = np.isin(change_col, keys)
+            mine = member(change_col, keys)
             placed |= mine
             new_rows = changes.filter(pa.array(mine))
-            n_deleted = int(np.isin(keys, deleted).sum())
+            n_deleted = int(member(keys, deleted).sum())
             path = store.file_path(current, entry.name)
             old_hit = pq.read_table(
                 path, filesystem=store.lake.fs, filters=pc.field(key).isin(pa.array(keys[hit]))
@@ -390,7 +390,8 @@ def incremental(
             result.updated += n_updated
             result.deleted += n_deleted
             old = pq.read_table(path, filesystem=store.lake.fs, schema=current.schema)
-            merged = pa.concat_tables([old.filter(pa.array(~hit)), new_rows]).sort_by(key)
+            # kept rows keep their order; changed rows follow (no re-sort of the file)
+            merged = pa.concat_tables([old.filter(pa.array(~hit)), new_rows.sort_by(key)])
             if merged.num_rows:
                 writer.write_table(merged, key=key)
         inserts = changes.filter(pa.array(~placed))
@@ -449,6 +450,17 @@ def _append(
         writer.write_table(rows.slice(start, file_rows), key=key)
 
 
+def member(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.isin(a, b)`` by binary search in sorted ``b``: numpy's own takes a
+    hash-based ``unique`` that costs seconds at millions of keys."""
+    if len(b) == 0 or len(a) == 0:
+        return np.zeros(len(a), dtype=bool)
+    sb = np.sort(b)
+    idx = np.searchsorted(sb, a)
+    idx[idx == len(sb)] = 0
+    return sb[idx] == a
+
+
 def sorted_union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``np.union1d`` without its hash-based ``unique``, which takes seconds
     for millions of keys: one sort and an adjacent-difference mask."""
@@ -479,8 +491,9 @@ def _reconcile(
         return np.empty(0, np.int64), np.empty(0, np.int64)
     src_keys = reader.keys_in_buckets(st, differing, width)
     candidates = [*(lake.of(e) for e in lake.files_overlapping_buckets(differing, width)), new_keys]
-    mine = np.concatenate([k[np.isin(bucket_of(k, width), differing)] for k in candidates])
-    return np.setdiff1d(mine, src_keys), np.setdiff1d(src_keys, mine)
+    mine = np.concatenate([k[member(bucket_of(k, width), np.array(differing))] for k in candidates])
+    # both sides hold unique keys; isin avoids setdiff1d's hash-based unique
+    return mine[~member(mine, src_keys)], src_keys[~member(src_keys, mine)]
 
 
 def _count_changed(old: pa.Table, new: pa.Table, key: str) -> int:
@@ -491,7 +504,7 @@ def _count_changed(old: pa.Table, new: pa.Table, key: str) -> int:
     old = old.sort_by(key)
     new = new.sort_by(key).select(old.column_names).cast(old.schema)
     # only keys present on both sides are updates
-    both = np.isin(new.column(key).to_numpy(), old.column(key).to_numpy())
+    both = member(new.column(key).to_numpy(), old.column(key).to_numpy())
     new = new.filter(pa.array(both))
     old = old.filter(pc.is_in(old.column(key), value_set=new.column(key)))
     if new.num_rows != old.num_rows:  # pragma: no cover - guarded by key uniqueness

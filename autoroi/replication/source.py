@@ -16,6 +16,7 @@ MySQL: consistent snapshot; SQLite: one read transaction).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import queue
@@ -276,11 +277,12 @@ class SourceReader:
     def keys_in_buckets(self, st: SourceTable, buckets: Sequence[int], width: int) -> np.ndarray:
         assert st.key is not None
         key = st.table.c[st.key]
+        only_key = dataclasses.replace(st, schema=pa.schema([st.schema.field(st.key)]))
         conds = [sa.and_(key >= lo, key < hi) for lo, hi in (bucket_range(b, width) for b in buckets)]
         out: list[np.ndarray] = []
         for i in range(0, len(conds), 200):
-            rows = self.scalar_rows(sa.select(key).where(sa.or_(*conds[i : i + 200])))
-            out.append(np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
+            for batch in self.stream(only_key, sa.or_(*conds[i : i + 200])):
+                out.append(batch.column(0).to_numpy().astype(np.int64, copy=False))
         return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
 
     def rows_with_keys(self, st: SourceTable, keys: np.ndarray) -> pa.Table:

@@ -174,3 +174,17 @@ def test_sorted_union_matches_numpy():
     assert np.array_equal(sorted_union(a, b), np.union1d(a, b))
     assert np.array_equal(sorted_union(a[:0], b[:0]), np.union1d(a[:0], b[:0]))
     assert np.array_equal(sorted_union(a[:1], b[:0]), a[:1])
+
+
+def test_member_matches_isin():
+    import numpy as np
+
+    from autoroi.replication.cdc import member
+
+    rng = np.random.default_rng(9)
+    a = rng.integers(-50, 50, 400)
+    b = rng.integers(-30, 80, 60)
+    assert np.array_equal(member(a, b), np.isin(a, b))
+    assert not member(a, b[:0]).any() and len(member(a[:0], b)) == 0
+    big = np.array([2**62, -(2**62), 7], dtype=np.int64)
+    assert member(big, big[:1]).tolist() == [True, False, False]
