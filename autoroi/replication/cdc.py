@@ -128,7 +128,7 @@ def _write_batches(
     rows = 0
     kmin: int | None = None
     kmax: int | None = None
-    for batch in batches:
+    for batch in coalesce(batches):
         offset = 0
         while offset < batch.num_rows:
             if pq_writer is None:
@@ -154,6 +154,21 @@ def _write_batches(
     if pq_writer is not None:
         writer.close_file(name, pq_writer, rows, kmin, kmax)
     return total
+
+
+def coalesce(batches: Iterable[pa.RecordBatch], rows: int = 131_072) -> Iterator[pa.RecordBatch]:
+    """Small parser batches joined into row-group-sized ones: each written
+    batch becomes a Parquet row group, and tiny row groups read slowly."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        pending.append(batch)
+        count += batch.num_rows
+        if count >= rows:
+            yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+            pending, count = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
 
 
 def _max_updated(table_or_batch: pa.Table | pa.RecordBatch) -> datetime | None:
