@@ -42,6 +42,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from autoroi.errors import LakeError
+from autoroi.lake import failpoints
 from autoroi.lake.storage import Lake, fsync_dir
 
 log = logging.getLogger(__name__)
@@ -254,8 +255,6 @@ class TableWriter:
             created_at=datetime.now(UTC).isoformat(),
             state=state or {},
         )
-        from autoroi.lake import failpoints
-
         lake = self.store.lake
         if lake.is_local:
             for e in self.entries:

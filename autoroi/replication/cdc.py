@@ -304,29 +304,21 @@ class _LakeKeys:
             self._cache[entry.name] = col.to_numpy().astype(np.int64, copy=False)
         return self._cache[entry.name]
 
-    def files_overlapping(self, sorted_keys: np.ndarray) -> list[FileEntry]:
-        """Files whose [key_min, key_max] holds at least one of the keys."""
+    def files_meeting(self, lo: np.ndarray, hi: np.ndarray) -> list[FileEntry]:
+        """Files whose [key_min, key_max] meets at least one interval [lo, hi];
+        a file without a recorded range always counts."""
         out = []
         for e in self.current.files:
-            if e.key_min is None or e.key_max is None:
-                out.append(e)
-                continue
-            i = np.searchsorted(sorted_keys, e.key_min, side="left")
-            if i < len(sorted_keys) and sorted_keys[i] <= e.key_max:
+            if e.key_min is None or e.key_max is None or ((lo <= e.key_max) & (hi >= e.key_min)).any():
                 out.append(e)
         return out
 
+    def files_overlapping(self, keys: np.ndarray) -> list[FileEntry]:
+        return self.files_meeting(keys, keys)
+
     def files_overlapping_buckets(self, buckets: list[int], width: int) -> list[FileEntry]:
-        los = np.array([bucket_range(b, width)[0] for b in buckets], dtype=np.int64)
-        out = []
-        for e in self.current.files:
-            if e.key_min is None or e.key_max is None:
-                out.append(e)
-                continue
-            # a bucket [lo, lo + width) meets [key_min, key_max]
-            if ((los <= e.key_max) & (los + width > e.key_min)).any():
-                out.append(e)
-        return out
+        lo = np.array([bucket_range(b, width)[0] for b in buckets], dtype=np.int64)
+        return self.files_meeting(lo, lo + (width - 1))
 
     def all(self) -> np.ndarray:
         parts = [self.of(e) for e in self.current.files]
@@ -425,13 +417,9 @@ def incremental(
                 sign=-1,
             )
             rows = sum(e.rows for e in writer.entries)
-            if sum(c for c, _, _ in fp.values()) != rows:  # a bug, not an input problem: recompute
-                log.warning(
-                    "%s: fingerprint count %d != rows %d; recomputing",
-                    st.name,
-                    sum(c for c, _, _ in fp.values()),
-                    rows,
-                )
+            fp_rows = sum(c for c, _, _ in fp.values())
+            if fp_rows != rows:  # a bug, not an input problem: recompute next run
+                log.warning("%s: fingerprint count %d != rows %d; recomputing", st.name, fp_rows, rows)
                 fp = {}
             manifest = writer.commit(st.schema, _watermark_state(st, wm, fp, width))
             result.version, result.rows = manifest.version, manifest.rows

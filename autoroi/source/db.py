@@ -75,7 +75,7 @@ def without_password(url: str) -> str:
 def connect_engine(url: URL, timeout_s: int = 10) -> Engine:
     """An engine that has been proven to connect, or a ``SourceError`` that says
     why not (never with the password)."""
-    backend = parsed_backend = url.get_backend_name()
+    backend = url.get_backend_name()
     connect_args: dict[str, object] = {}
     if backend == "postgresql":
         if url.get_driver_name() in ("psycopg2", ""):
@@ -88,10 +88,10 @@ def connect_engine(url: URL, timeout_s: int = 10) -> Engine:
     try:
         engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
     except NoSuchModuleError as e:
-        raise SourceError(f"no driver installed for {parsed_backend} ({redact(url)}): {e}") from e
+        raise SourceError(f"no driver installed for {backend} ({redact(url)}): {e}") from e
     except ImportError as e:
         raise SourceError(
-            f"the driver for {parsed_backend} is not installed ({e.name}); for MySQL/MariaDB install"
+            f"the driver for {backend} is not installed ({e.name}); for MySQL/MariaDB install"
             " the 'mysql' extra"
         ) from e
     if backend == "sqlite":

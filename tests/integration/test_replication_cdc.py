@@ -27,7 +27,6 @@ from test_replication_support import (
     manifest_versions,
     mutate,
     source_snapshot,
-    sqlite_url,
     tree_state,
 )
 
@@ -39,13 +38,6 @@ from autoroi.source import schema
 
 TABLES = sorted(schema.TABLE_ORDER)
 SEED = 11
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def source_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return sqlite_url(tmp_path / "dms.sqlite")
-    return str(request.getfixturevalue("pg_url"))
 
 
 def _replicate(

@@ -92,13 +92,6 @@ def assert_no_leftovers(lake: Path) -> None:
     assert not [p.name for p in (lake / "raw").iterdir() if p.name.endswith((".swap", ".tmp"))]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def source_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return sqlite_url(tmp_path / "dms.sqlite")
-    return str(request.getfixturevalue("pg_url"))
-
-
 def test_crash_mid_table_during_first_full_load(source_url: str, tmp_path: Path) -> None:
     generate(source_url, seed=SEED, sales_rows=6_000)
     s0 = source_snapshot(source_url)

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
-import pytest
 from test_replication_support import (
     assert_lake_equals,
     config,
@@ -21,7 +20,6 @@ from test_replication_support import (
     run_cli,
     snap_from_arrow,
     source_snapshot,
-    sqlite_url,
     tree_state,
     update_rows,
 )
@@ -31,13 +29,6 @@ from autoroi.source import schema
 
 TABLES = sorted(schema.TABLE_ORDER)
 SEED = 9
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def source_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return sqlite_url(tmp_path / "dms.sqlite")
-    return str(request.getfixturevalue("pg_url"))
 
 
 def test_added_column_arrives_with_its_values_for_every_row(source_url: str, tmp_path: Path) -> None:
