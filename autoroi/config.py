@@ -10,8 +10,9 @@ as a pipeline parameter.
 from __future__ import annotations
 
 import os
+from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -68,12 +69,138 @@ class KfpConfig(_Section):
     pipeline_root: str = Field("var/kfp", description="where kfp.local keeps run artifacts")
 
 
+Treatment = Literal["keep", "pseudonymize", "age_band", "zip3"]
+
+# What reaches lake/curated/: every column not listed here is dropped (fail
+# closed); a new source column stays out until someone adds it.
+DEFAULT_ALLOW_LIST: dict[str, dict[str, Treatment]] = {
+    "regions": {"region_id": "keep", "name": "keep", "super_region": "keep", "updated_at": "keep"},
+    "dealers": {
+        "dealer_id": "pseudonymize",
+        "region_id": "keep",
+        "size_class": "keep",
+        "updated_at": "keep",
+    },
+    "customers": {
+        "customer_id": "pseudonymize",
+        "birth_date": "age_band",
+        "zip": "zip3",
+        "region_id": "keep",
+        "created_at": "keep",
+        "updated_at": "keep",
+    },
+    "vehicle_models": {
+        "model_id": "keep",
+        "name": "keep",
+        "segment": "keep",
+        "msrp": "keep",
+        "unit_margin": "keep",
+        "launched_on": "keep",
+        "updated_at": "keep",
+    },
+    "incentive_programs": {
+        "program_id": "keep",
+        "code": "keep",
+        "incentive_type": "keep",
+        "amount": "keep",
+        "start_date": "keep",
+        "end_date": "keep",
+        "budget": "keep",
+        "updated_at": "keep",
+    },
+    "program_eligibility": {
+        "eligibility_id": "keep",
+        "program_id": "keep",
+        "region_id": "keep",
+        "model_id": "keep",
+        "updated_at": "keep",
+    },
+    "sales": {
+        "sale_id": "keep",
+        "dealer_id": "pseudonymize",
+        "customer_id": "pseudonymize",
+        "model_id": "keep",
+        "sale_date": "keep",
+        "sale_price": "keep",
+        "program_id": "keep",
+        "incentive_amount": "keep",
+        "financing_type": "keep",
+        "apr": "keep",
+        "term_months": "keep",
+        "trade_in_value": "keep",
+        "is_fleet": "keep",
+        "created_at": "keep",
+        "updated_at": "keep",
+    },
+}
+
+
+class AnonymizeConfig(_Section):
+    hmac_key_env: str = Field(
+        "AUTOROI_HMAC_KEY", description="environment variable holding the pseudonymization key (>= 32 bytes)"
+    )
+    hmac_key_file: Path | None = Field(None, description="mounted secret file holding the key")
+    zip3_min_customers: int = Field(
+        20, ge=1, description='ZIP3 areas with fewer customers than this become "000"'
+    )
+    age_band_edges: list[int] = Field(
+        [18, 25, 35, 45, 55, 65, 75, 90], description="lower edges of the age bands; the last is open (90+)"
+    )
+    allow: dict[str, dict[str, Treatment]] = Field(
+        default_factory=lambda: {t: dict(c) for t, c in DEFAULT_ALLOW_LIST.items()},
+        description="per table, the columns that may reach curated/ and their treatment",
+    )
+
+    @field_validator("age_band_edges")
+    @classmethod
+    def _increasing(cls, v: list[int]) -> list[int]:
+        if not v or any(b <= a for a, b in pairwise(v)) or v[0] < 0:
+            raise ValueError("age_band_edges must be non-negative and strictly increasing")
+        return v
+
+
+class SparkConfig(_Section):
+    master: str = Field("local[*]", description="spark.master: local[*] or k8s://https://...")
+    app_name: str = "autoroi-preprocess"
+    conf: dict[str, str] = Field(
+        default_factory=lambda: {
+            "spark.sql.shuffle.partitions": "4",
+            "spark.sql.adaptive.enabled": "true",
+            "spark.sql.execution.arrow.pyspark.enabled": "true",
+            "spark.sql.session.timeZone": "UTC",
+            "spark.driver.memory": "2g",
+            "spark.ui.enabled": "false",
+        },
+        description="further Spark settings, passed to the session builder as they are",
+    )
+
+
+class MasterConfig(_Section):
+    k: int = Field(5, ge=1, description="k-anonymity: distinct dealers every published cell aggregates")
+    spark: SparkConfig = SparkConfig()
+
+
+class ValidationConfig(_Section):
+    max_row_count_change: float = Field(
+        0.5, ge=0, description="largest relative change of the row count versus the previous master"
+    )
+    max_mean_units_change: float = Field(
+        0.5, ge=0, description="largest relative change of mean weekly units versus the previous master"
+    )
+    max_staleness_days: int | None = Field(
+        None, ge=0, description="newest week must start within this many days of the run (None: off)"
+    )
+
+
 class AutoroiConfig(_Section):
     """Effective configuration; see ``autoroi config show``."""
 
     source: SourceConfig = SourceConfig()
     lake: LakeConfig = LakeConfig()
     replication: ReplicationConfig = ReplicationConfig()
+    anonymize: AnonymizeConfig = AnonymizeConfig()
+    master: MasterConfig = MasterConfig()
+    validation: ValidationConfig = ValidationConfig()
     kfp: KfpConfig = KfpConfig()
 
 
