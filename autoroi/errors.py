@@ -26,3 +26,7 @@ class LakeError(AutoroiError):
 
 class SchemaDriftError(AutoroiError):
     """A source column changed in a way the lake table cannot follow."""
+
+
+class ValidationFailed(AutoroiError):
+    """The master table failed a data-validation check; nothing was published."""
