@@ -30,3 +30,15 @@ class SchemaDriftError(AutoroiError):
 
 class ValidationFailed(AutoroiError):
     """The master table failed a data-validation check; nothing was published."""
+
+
+class AnonymizationError(AutoroiError):
+    """Anonymization cannot run safely (no usable key, an unusable column)."""
+
+
+class PiiLeakError(AutoroiError):
+    """The PII-scan gate found personal data in an output; nothing is published."""
+
+
+class MasterTableError(AutoroiError):
+    """The master table cannot be built from the curated tables (a table or column is missing)."""

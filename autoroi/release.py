@@ -20,10 +20,10 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 
 import autoroi
 from autoroi.config import AutoroiConfig
+from autoroi.lake.datasets import REPORT_FILE
 from autoroi.lake.master import MasterStore, PublishResult, content_version
 from autoroi.lake.storage import Lake
 from autoroi.lake.tables import TableStore
@@ -33,12 +33,6 @@ from autoroi.validation import ValidationReport, validate_master
 log = logging.getLogger(__name__)
 
 CURATED_ZONE = "curated"
-REPORT_FILE = "_report.json"
-
-
-def read_master_dir(path: str | Path) -> pa.Table:
-    """The staged master table of a ``preprocess`` artifact."""
-    return pads.dataset(str(path), format="parquet").to_table()
 
 
 def read_report(path: str | Path) -> dict[str, Any]:

@@ -20,10 +20,10 @@ def publish(
     from collections import namedtuple
 
     from autoroi.config import config_from_json
-    from autoroi.lake.datasets import read_table_dir
+    from autoroi.lake.datasets import read_dataset_dir, read_table_dir
     from autoroi.lake.storage import open_lake
     from autoroi.logs import setup_logging
-    from autoroi.release import publish_ingest, read_master_dir, read_report
+    from autoroi.release import publish_ingest, read_report
 
     setup_logging()
     cfg = config_from_json(config_json)
@@ -31,7 +31,7 @@ def publish(
         open_lake(lake_uri, cfg.lake),
         cfg,
         read_table_dir(curated.path),
-        read_master_dir(master.path),
+        read_dataset_dir(master.path),
         read_report(master.path),
     )
     metrics.log_metric("changed", int(result.changed))

@@ -21,15 +21,15 @@ def validate(
     from pathlib import Path
 
     from autoroi.config import config_from_json
-    from autoroi.lake.datasets import read_table_dir
+    from autoroi.lake.datasets import read_dataset_dir, read_table_dir
     from autoroi.lake.storage import open_lake
     from autoroi.logs import setup_logging
-    from autoroi.release import check_master, read_master_dir
+    from autoroi.release import check_master
 
     setup_logging()
     cfg = config_from_json(config_json)
     result = check_master(
-        open_lake(lake_uri, cfg.lake), cfg, read_master_dir(master.path), read_table_dir(curated.path)
+        open_lake(lake_uri, cfg.lake), cfg, read_dataset_dir(master.path), read_table_dir(curated.path)
     )
     Path(report.path).write_text(json.dumps(result.to_dict(), indent=2))
     metrics.log_metric("rows", result.rows)
