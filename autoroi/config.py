@@ -53,6 +53,29 @@ class ReplicationConfig(_Section):
     )
     compression: str = "zstd"
     keep_versions: int = Field(2, ge=1, description="table versions kept for readers in flight")
+    delete_capture: Literal["auto", "logical", "reconcile"] = Field(
+        "auto",
+        description="how deletes are found: PostgreSQL logical decoding through a replication slot"
+        " (logical), per-bucket key reconciliation (reconcile), or logical where the source allows it (auto)",
+    )
+    logical_plugin: Literal["auto", "pgoutput", "test_decoding"] = Field(
+        "auto",
+        description="output plugin of the slot: pgoutput with a publication of deletes and truncates only"
+        " (the cheaper to read; creating it needs superuser or ownership of the tables), test_decoding"
+        " (needs only REPLICATION; formats every changed row), or pgoutput where possible (auto)",
+    )
+    slot_name: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9_]{1,63}$",
+        description="PostgreSQL logical replication slot (default: autoroi_ and a hash of the lake URI"
+        " and the database, so that two lakes never share one)",
+    )
+    verify_every_runs: int = Field(
+        0,
+        ge=0,
+        description="with logical decoding, also reconcile keys on every N-th run that publishes the"
+        " table (0: never)",
+    )
 
     @field_validator("compression")
     @classmethod
@@ -192,6 +215,94 @@ class ValidationConfig(_Section):
     )
 
 
+# hyperparameters of autoroi.model.network (kept equal to its DEFAULT_HYPERPARAMETERS by a test;
+# not imported from there, so that reading the config does not load TensorFlow)
+HYPERPARAMETER_NAMES = (
+    "layers",
+    "units",
+    "embedding_dim",
+    "lift_units",
+    "learning_rate",
+    "dropout",
+    "batch_size",
+)
+
+
+class ParamRange(_Section):
+    """A numeric search range: ``min`` to ``max``, linear (optionally in ``step``s) or log sampling."""
+
+    min: float
+    max: float
+    sampling: Literal["linear", "log"] = "linear"
+    step: float | None = Field(None, gt=0)
+
+    @field_validator("max")
+    @classmethod
+    def _ordered(cls, v: float, info: Any) -> float:
+        lo = info.data.get("min")
+        if lo is not None and v <= lo:
+            raise ValueError("max must be greater than min")
+        return v
+
+
+def _default_search_space() -> dict[str, list[int] | list[float] | ParamRange]:
+    return {
+        "layers": [1, 2, 3],
+        "units": [32, 64, 128],
+        "embedding_dim": [4, 8, 16],
+        "lift_units": [8, 16, 32],
+        "learning_rate": ParamRange(min=1e-3, max=1e-2, sampling="log"),
+        "dropout": [0.0, 0.1, 0.2],
+        "batch_size": [128, 256, 512],
+    }
+
+
+class GateConfig(_Section):
+    wape_max: float = Field(
+        0.6, gt=0, description="largest units WAPE (backtest, pooled over folds) a candidate may have"
+    )
+    production_tolerance: float = Field(
+        0.05,
+        ge=0,
+        description="the candidate's WAPE may exceed the production model's by this relative margin",
+    )
+    must_beat: list[str] = Field(
+        default_factory=lambda: ["seasonal_naive"], description="baselines whose WAPE the candidate must beat"
+    )
+
+
+class TrainingConfig(_Section):
+    search_space: dict[str, list[int] | list[float] | ParamRange] = Field(
+        default_factory=_default_search_space,
+        description="per hyperparameter: a list of choices or a range; names as in autoroi.model.network",
+    )
+    max_trials: int = Field(6, ge=1, description="Keras Tuner trials at most")
+    max_seconds: float = Field(60.0, gt=0, description="wall-clock budget of the search")
+    epochs: int = Field(20, ge=1, description="epochs per trial at most (early stopping ends most sooner)")
+    patience: int = Field(3, ge=1, description="early-stopping patience in epochs")
+    validation_weeks: int = Field(8, ge=1, description="last weeks held out to score tuning trials")
+    seed: int = Field(42, ge=0)
+    folds: int = Field(3, ge=3, description="rolling-origin backtest folds")
+    fold_weeks: int = Field(8, ge=1, description="test weeks per fold")
+    min_train_weeks: int = Field(52, ge=1, description="training weeks before the first fold at least")
+    final_epochs: int | None = Field(
+        None, ge=1, description="epochs of the backtest and final fit (default: the best trial's epochs)"
+    )
+    gbm_iterations: int = Field(100, ge=1, description="boosting iterations of the hist_gbm baseline")
+    gates: GateConfig = GateConfig()
+
+    @field_validator("search_space")
+    @classmethod
+    def _known_names(cls, v: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(v) - set(HYPERPARAMETER_NAMES))
+        if unknown:
+            raise ValueError(f"unknown hyperparameters {unknown}; known: {', '.join(HYPERPARAMETER_NAMES)}")
+        for name, choices in v.items():
+            if isinstance(choices, list) and not choices:
+                raise ValueError(f"{name}: an empty list of choices")
+        return v
+
+
 class AutoroiConfig(_Section):
     """Effective configuration; see ``autoroi config show``."""
 
@@ -202,6 +313,7 @@ class AutoroiConfig(_Section):
     master: MasterConfig = MasterConfig()
     validation: ValidationConfig = ValidationConfig()
     kfp: KfpConfig = KfpConfig()
+    training: TrainingConfig = TrainingConfig()
 
 
 ENV_PREFIX = "AUTOROI_"

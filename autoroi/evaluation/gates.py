@@ -1,0 +1,99 @@
+"""Validation gates: may this candidate become a reviewable model version?
+
+Checks, all on units WAPE pooled over the backtest folds:
+
+1. ``wape_max``: the candidate's WAPE is at most the absolute threshold;
+2. ``beats_<baseline>``: for every baseline named in ``must_beat`` (default the
+   seasonal naive), the candidate's WAPE is strictly lower;
+3. ``vs_production``: when a production model exists, the candidate's WAPE is
+   at most the production WAPE x (1 + ``production_tolerance``).
+
+Every check is recorded with its values; ``reasons`` lists the failed ones, in
+words a reviewer can act on. A missing or NaN metric fails its check.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from autoroi.config import GateConfig
+
+METRIC = "wape"
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    name: str
+    passed: bool
+    detail: str
+    value: float | None = None
+    threshold: float | None = None
+
+
+@dataclass
+class GateDecision:
+    passed: bool
+    reasons: list[str] = field(default_factory=list)  # the failed checks' details
+    checks: list[GateCheck] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "reasons": self.reasons, "checks": [asdict(c) for c in self.checks]}
+
+    def markdown(self) -> str:
+        head = "**Gates passed**" if self.passed else "**Gates failed**"
+        lines = [head, "", "| check | result | detail |", "| --- | --- | --- |"]
+        lines += [f"| {c.name} | {'pass' if c.passed else 'FAIL'} | {c.detail} |" for c in self.checks]
+        return "\n".join(lines) + "\n"
+
+
+def _metric(metrics: Mapping[str, Any] | None) -> float:
+    if not metrics:
+        return math.nan
+    v = metrics.get(METRIC)
+    return float(v) if v is not None else math.nan
+
+
+def decide_gates(
+    candidate_metrics: Mapping[str, Any],
+    baseline_metrics: Mapping[str, Mapping[str, Any]],
+    production_metrics: Mapping[str, Any] | None,
+    cfg: GateConfig,
+) -> GateDecision:
+    """The gate decision for one candidate (see the module docstring)."""
+    checks: list[GateCheck] = []
+    cand = _metric(candidate_metrics)
+    if math.isnan(cand):
+        checks.append(GateCheck("wape_max", False, "the candidate has no WAPE", None, cfg.wape_max))
+    else:
+        ok = cand <= cfg.wape_max
+        rel = "<=" if ok else ">"
+        checks.append(
+            GateCheck(
+                "wape_max", ok, f"WAPE {cand:.4f} {rel} threshold {cfg.wape_max:.4f}", cand, cfg.wape_max
+            )
+        )
+    for name in cfg.must_beat:
+        base = _metric(baseline_metrics.get(name))
+        if math.isnan(base):
+            checks.append(GateCheck(f"beats_{name}", False, f"no WAPE for baseline {name}", cand, None))
+            continue
+        ok = not math.isnan(cand) and cand < base
+        detail = f"WAPE {cand:.4f} {'<' if ok else '>='} {name} {base:.4f}"
+        checks.append(GateCheck(f"beats_{name}", ok, detail, cand, base))
+    if production_metrics is not None:
+        prod = _metric(production_metrics)
+        if math.isnan(prod):
+            checks.append(GateCheck("vs_production", False, "the production model has no WAPE", cand, None))
+        else:
+            limit = prod * (1 + cfg.production_tolerance)
+            ok = not math.isnan(cand) and cand <= limit
+            detail = (
+                f"WAPE {cand:.4f} {'<=' if ok else '>'} production {prod:.4f}"
+                f" x (1 + {cfg.production_tolerance:g}) = {limit:.4f}"
+            )
+            checks.append(GateCheck("vs_production", ok, detail, cand, limit))
+    reasons = [f"{c.name}: {c.detail}" for c in checks if not c.passed]
+    return GateDecision(passed=not reasons, reasons=reasons, checks=checks)

@@ -1,0 +1,568 @@
+"""Features of the units model, and how a served *scenario* gets them.
+
+Every master-table column name the model depends on is defined here and nowhere
+else, so that a rename in ``autoroi/master/`` is a one-line change.
+
+Rows and scenarios
+------------------
+The model predicts expected weekly units of one cell (region x vehicle model x
+week) under one incentive. A *scenario*, as served (DESIGN.md, "Serving
+contract"), is ``{region, vehicle_model, week_start, incentive_type,
+incentive_amount}``. Its features come from three places:
+
+- **scenario features**, from the request: ``incentive_type`` (one of
+  ``INCENTIVE_TYPES`` or ``"none"``), ``incentive_amount`` (dollars per unit)
+  and ``incentive_depth = amount / msrp``, fed to the model as one on/off and
+  one depth column per incentive type (``treat_<type>``, ``depth_<type>``);
+- **calendar features**, computed from ``week_start`` alone (week of year as
+  sine/cosine, holiday week, month-end and quarter-end week, a trend in years);
+- **cell context**, looked up in the *context table* that is saved inside the
+  model artifact: ``segment``, ``msrp``, ``unit_margin``, lags of units (1-4 and
+  52 weeks), rolling means of units over the previous weeks, and the previous
+  week's ``dealer_count``. The row of that cell and week when the master table
+  has it; for a later week, the cell's freshest context (the week after its last
+  observed week, whose lags are the last observed units); for an earlier week,
+  the cell's first row.
+
+The *baseline* (counterfactual) of a scenario is the same row with
+``incentive_type="none"``, amount 0 and every treatment off
+(:func:`without_incentive`): everything else stays as it was.
+
+A training row is a master row seen as the scenario that happened
+(:func:`observed_scenarios`): every incentive type that was active in the
+cell-week is on, at the row's mean amount per unit; ``incentive_type`` names the
+dominant one (for reports). It goes through the very same
+:func:`scenario_features` with the context of the same master table, so
+training and serving features cannot drift apart.
+
+Choices, stated
+---------------
+- History features (lags, rolling means) are computed here from ``units`` on a
+  complete weekly grid per cell, looking backwards only, instead of read from
+  the master table's own lag columns: one definition for training, backtest and
+  serving, valid for weeks the master table does not have, and indifferent to
+  gaps (a missing week is a missing value, not a zero). In a backtest the lags
+  of a test week are the actual units of the weeks before it (one-week-ahead).
+- The same week's ``dealer_count`` is *not* a feature: it counts the dealers
+  that sold in that week, so it moves with the target (an incentive that sells
+  more cars also reaches more dealers). The previous week's count is used.
+- The master table marks which incentive types ran in a cell-week (from
+  program eligibility and dates: ``active_<type>``) and the amount per unit
+  each offered (``offer_<type>``; without those columns, the mean amount per
+  unit sold under a program). The *dominant* type is the first active one in
+  ``DOMINANCE_ORDER`` (the types that usually reach most buyers first).
+- Take rates (the share of a cell's units sold under a program, for the
+  incentive cost) are fitted per type from the master's overall
+  ``incentive_share`` (:func:`estimate_take_rates`).
+- Missing history (a cell's first weeks, a year without last year) is filled
+  with the mean of the cell's earlier weeks; ``has_lag_52`` tells the model
+  which rows have a real same-week-last-year value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from autoroi.errors import AutoroiError
+from autoroi.source.schema import INCENTIVE_TYPES
+
+# --------------------------------------------------------------------------- master-table columns
+
+WEEK = "week_start"  # Monday of the week (date)
+CELL_LEVEL = "cell_level"
+REGION = "region"  # for super-region levels: the super region
+VEHICLE_MODEL = "vehicle_model"  # for segment levels: the segment
+SEGMENT = "segment"
+SUPER_REGION = "super_region"
+UNITS = "units"  # target: units sold in the cell and week
+DEALER_COUNT = "dealer_count"
+MSRP = "msrp"
+UNIT_MARGIN = "unit_margin"
+MASTER_AMOUNT = "incentive_amount"  # mean incentive dollars per unit sold under a program
+MASTER_SHARE = "incentive_share"  # share of the cell's units sold under a program (for take rates)
+INDICATORS: dict[str, str] = {t: f"active_{t}" for t in INCENTIVE_TYPES}  # 1: a program of the type runs
+OFFERS: dict[str, str] = {t: f"offer_{t}" for t in INCENTIVE_TYPES}  # its amount per unit (0: none)
+
+CELL_LEVELS = ("region_model", "super_region_model", "region_segment", "super_region_segment")
+FINEST_LEVEL = CELL_LEVELS[0]
+
+# --------------------------------------------------------------------------- scenario columns
+
+INCENTIVE_TYPE = "incentive_type"
+INCENTIVE_AMOUNT = "incentive_amount"
+INCENTIVE_DEPTH = "incentive_depth"
+NO_INCENTIVE = "none"
+SCENARIO_FIELDS = (REGION, VEHICLE_MODEL, WEEK, INCENTIVE_TYPE, INCENTIVE_AMOUNT)
+SCENARIO_TYPES = (NO_INCENTIVE, *INCENTIVE_TYPES)
+DOMINANCE_ORDER = ("cash_rebate", "dealer_cash", "apr_subsidy", "lease_subsidy", "loyalty", "conquest")
+assert sorted(DOMINANCE_ORDER) == sorted(INCENTIVE_TYPES)
+
+# --------------------------------------------------------------------------- derived feature columns
+
+TREAT: dict[str, str] = {t: f"treat_{t}" for t in INCENTIVE_TYPES}  # 0/1: the type is on
+DEPTH: dict[str, str] = {t: f"depth_{t}" for t in INCENTIVE_TYPES}  # its amount / MSRP (0 when off)
+CALENDAR = ("week_sin", "week_cos", "holiday_week", "month_end_week", "quarter_end_week", "trend_years")
+HAS_LAG_52 = "has_lag_52"
+DEALERS_LAG = "dealers_lag_1"
+WEEK_INDEX = "_week_index"  # weeks since EPOCH_MONDAY; internal
+EPOCH_MONDAY = date(1970, 1, 5)
+TREND_ORIGIN = date(2024, 1, 1)
+
+
+class ScenarioError(AutoroiError):
+    """A scenario cannot be scored; ``field`` names the offending input."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Which history features exist and how each column is fed to the model.
+    Saved in the artifact (``to_dict``/``from_dict``)."""
+
+    lags: tuple[int, ...] = (1, 2, 3, 4, 52)
+    windows: tuple[int, ...] = (4, 13)
+    categorical: tuple[str, ...] = (REGION, VEHICLE_MODEL, SEGMENT)
+    cell_numeric: tuple[str, ...] = (MSRP, UNIT_MARGIN)
+    treatments: tuple[str, ...] = INCENTIVE_TYPES
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def history(self) -> tuple[str, ...]:
+        return (
+            *(f"units_lag_{k}" for k in self.lags),
+            *(f"units_mean_{w}" for w in self.windows),
+            DEALERS_LAG,
+        )
+
+    @property
+    def treat_columns(self) -> tuple[str, ...]:
+        return tuple(TREAT[t] for t in self.treatments)
+
+    @property
+    def depth_columns(self) -> tuple[str, ...]:
+        return tuple(DEPTH[t] for t in self.treatments)
+
+    @property
+    def numeric(self) -> tuple[str, ...]:
+        """Context and calendar numerics (normalized); the treatment ones are separate."""
+        flags = (HAS_LAG_52,) if 52 in self.lags else ()
+        return (*self.cell_numeric, *CALENDAR, *self.history, *flags)
+
+    @property
+    def log_columns(self) -> tuple[str, ...]:
+        """Numerics that are ``log1p``-transformed before normalization (counts, money)."""
+        return (*self.history, MSRP, UNIT_MARGIN)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FeatureSpec:
+        return cls(
+            lags=tuple(int(x) for x in d.get("lags", cls.lags)),
+            windows=tuple(int(x) for x in d.get("windows", cls.windows)),
+            categorical=tuple(d.get("categorical", cls.categorical)),
+            cell_numeric=tuple(d.get("cell_numeric", cls.cell_numeric)),
+            treatments=tuple(d.get("treatments", cls.treatments)),
+            extra=dict(d.get("extra", {})),
+        )
+
+
+DEFAULT_SPEC = FeatureSpec()
+
+# --------------------------------------------------------------------------- calendar
+
+
+def _week_index(weeks: pd.Series) -> np.ndarray:
+    days = (weeks - pd.Timestamp(EPOCH_MONDAY)).dt.days.to_numpy()
+    return np.floor_divide(days, 7).astype(np.int64)
+
+
+def to_week(values: Any, field: str = WEEK) -> pd.Series:
+    """Dates (``date``, strings, timestamps) as ``datetime64[ns]`` midnights."""
+    try:
+        s = pd.to_datetime(pd.Series(values), errors="raise")
+    except (ValueError, TypeError) as e:
+        raise ScenarioError(field, "must be a date (YYYY-MM-DD)") from e
+    if getattr(s.dt, "tz", None) is not None:
+        s = s.dt.tz_localize(None)
+    return s.dt.normalize().astype("datetime64[ns]")
+
+
+def _holiday_dates(year: int) -> list[date]:
+    """US holidays that move car sales (the industry's big sales weekends)."""
+
+    def nth_weekday(month: int, weekday: int, n: int) -> date:
+        d = date(year, month, 1)
+        d += timedelta((weekday - d.weekday()) % 7)
+        return d + timedelta(weeks=n - 1)
+
+    def last_weekday(month: int, weekday: int) -> date:
+        d = date(year + (month == 12), month % 12 + 1, 1) - timedelta(1)
+        return d - timedelta((d.weekday() - weekday) % 7)
+
+    thanksgiving = nth_weekday(11, 3, 4)
+    return [
+        date(year, 1, 1),
+        nth_weekday(2, 0, 3),  # Presidents' Day
+        last_weekday(5, 0),  # Memorial Day
+        date(year, 7, 4),
+        nth_weekday(9, 0, 1),  # Labor Day
+        thanksgiving + timedelta(1),  # Black Friday
+        date(year, 12, 26),  # year-end clearance
+    ]
+
+
+def calendar_features(weeks: pd.Series) -> pd.DataFrame:
+    """Calendar features of Monday dates, computed from the date alone."""
+    wk = to_week(weeks)
+    uniq = pd.Series(wk.unique())
+    rows = []
+    for ts in uniq:
+        start = ts.date()
+        days = [start + timedelta(d) for d in range(7)]
+        years = {start.year, days[-1].year}
+        holidays = {h for y in years for h in _holiday_dates(y)}
+        month_end = any((d + timedelta(1)).month != d.month for d in days)
+        quarter_end = any((d + timedelta(1)).month != d.month and d.month % 3 == 0 for d in days)
+        doy = (start + timedelta(3)).timetuple().tm_yday  # the week's Thursday
+        angle = 2 * math.pi * (doy - 1) / 365.25
+        rows.append(
+            (
+                ts,
+                math.sin(angle),
+                math.cos(angle),
+                float(any(d in holidays for d in days)),
+                float(month_end),
+                float(quarter_end),
+                (start - TREND_ORIGIN).days / 365.25,
+            )
+        )
+    table = pd.DataFrame(rows, columns=["_w", *CALENDAR]).set_index("_w")
+    out = table.reindex(wk.to_numpy())
+    out.index = weeks.index if isinstance(weeks, pd.Series) else pd.RangeIndex(len(out))
+    return out
+
+
+# --------------------------------------------------------------------------- master -> context
+
+
+def normalize_master(master: pd.DataFrame) -> pd.DataFrame:
+    """The master table with checked columns and a ``datetime64`` week."""
+    need = (WEEK, REGION, VEHICLE_MODEL, SEGMENT, UNITS, MSRP, UNIT_MARGIN)
+    missing = [c for c in need if c not in master.columns]
+    if missing:
+        raise KeyError(f"master table lacks columns {missing}")
+    m = master.copy()
+    m[WEEK] = to_week(m[WEEK]).to_numpy()
+    if CELL_LEVEL not in m.columns:
+        m[CELL_LEVEL] = FINEST_LEVEL
+    if SUPER_REGION not in m.columns:
+        m[SUPER_REGION] = m[REGION]
+    for c in (REGION, VEHICLE_MODEL, SEGMENT, SUPER_REGION, CELL_LEVEL):
+        m[c] = m[c].astype(str)
+    for c in (UNITS, MSRP, UNIT_MARGIN):
+        m[c] = m[c].astype(np.float64)
+    m[DEALER_COUNT] = m[DEALER_COUNT].astype(np.float64) if DEALER_COUNT in m.columns else np.nan
+    return m.reset_index(drop=True)
+
+
+def _group_shift(values: np.ndarray, cell: np.ndarray, k: int) -> np.ndarray:
+    """``values`` shifted by ``k`` rows within each cell (rows sorted by cell, week)."""
+    out = np.full(len(values), np.nan)
+    if k < len(values):
+        out[k:] = values[:-k] if k else values
+        same = np.zeros(len(values), dtype=bool)
+        same[k:] = cell[k:] == cell[: len(cell) - k]
+        out[~same] = np.nan
+    return out
+
+
+def build_context(master: pd.DataFrame, spec: FeatureSpec = DEFAULT_SPEC) -> pd.DataFrame:
+    """One row per cell and week on a complete weekly grid from the cell's first
+    week to the week after its last, with the cell's attributes and its history
+    features (backward-looking only). This table is what serving looks up."""
+    m = normalize_master(master)
+    key = [REGION, VEHICLE_MODEL]
+    dup = m.duplicated([*key, WEEK])
+    if dup.any():
+        # the same (region, model) at two levels cannot happen with distinct names;
+        # keep the finest level
+        order = m[CELL_LEVEL].map({lvl: i for i, lvl in enumerate(CELL_LEVELS)}).fillna(len(CELL_LEVELS))
+        m = m.assign(_o=order).sort_values("_o").drop_duplicates([*key, WEEK]).drop(columns="_o")
+    m[WEEK_INDEX] = _week_index(m[WEEK])
+    cells = m.groupby(key, sort=True).agg(_lo=(WEEK_INDEX, "min"), _hi=(WEEK_INDEX, "max")).reset_index()
+    lengths = (cells["_hi"] - cells["_lo"] + 2).to_numpy()  # + the week after the last
+    cell_id = np.repeat(np.arange(len(cells)), lengths)
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    grid = pd.DataFrame(
+        {
+            REGION: cells[REGION].to_numpy()[cell_id],
+            VEHICLE_MODEL: cells[VEHICLE_MODEL].to_numpy()[cell_id],
+            WEEK_INDEX: cells["_lo"].to_numpy()[cell_id] + offsets,
+        }
+    )
+    attrs = [CELL_LEVEL, SEGMENT, SUPER_REGION, MSRP, UNIT_MARGIN]
+    g = grid.merge(m[[*key, WEEK_INDEX, UNITS, DEALER_COUNT, *attrs]], on=[*key, WEEK_INDEX], how="left")
+    g = g.sort_values([*key, WEEK_INDEX], kind="stable").reset_index(drop=True)
+    g[attrs] = g.groupby(key, sort=False)[attrs].ffill()  # a cell's first grid week is observed
+    g[WEEK] = pd.Timestamp(EPOCH_MONDAY) + pd.to_timedelta(g[WEEK_INDEX] * 7, unit="D")
+
+    cell = np.repeat(np.arange(len(cells)), lengths)
+    units = g[UNITS].to_numpy(np.float64)
+    seen = ~np.isnan(units)
+    csum = np.cumsum(np.where(seen, units, 0.0))
+    ccnt = np.cumsum(seen.astype(np.float64))
+    first = np.r_[0, np.cumsum(lengths)[:-1]]
+    base_sum = np.repeat(csum[first] - np.where(seen[first], units[first], 0.0), lengths)
+    base_cnt = np.repeat(ccnt[first] - seen[first], lengths)
+    csum, ccnt = csum - base_sum, ccnt - base_cnt  # cumulative within the cell, through this week
+    prev_sum = _group_shift(csum, cell, 1)
+    prev_cnt = _group_shift(ccnt, cell, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expanding = np.where(prev_cnt > 0, prev_sum / np.where(prev_cnt > 0, prev_cnt, 1), np.nan)
+    fallback = np.nan_to_num(expanding, nan=0.0)
+
+    hist: dict[str, np.ndarray] = {}
+    for k in spec.lags:
+        lag = _group_shift(units, cell, k)
+        if k == 52:
+            hist[HAS_LAG_52] = (~np.isnan(lag)).astype(np.float64)
+        hist[f"units_lag_{k}"] = np.where(np.isnan(lag), fallback, lag)
+    for w in spec.windows:
+        s_hi, c_hi = prev_sum, prev_cnt
+        s_lo = np.nan_to_num(_group_shift(csum, cell, w + 1), nan=0.0)
+        c_lo = np.nan_to_num(_group_shift(ccnt, cell, w + 1), nan=0.0)
+        n = c_hi - c_lo
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(n > 0, (s_hi - s_lo) / np.where(n > 0, n, 1), np.nan)
+        hist[f"units_mean_{w}"] = np.where(np.isnan(mean), fallback, mean)
+    dealers = _group_shift(g[DEALER_COUNT].to_numpy(np.float64), cell, 1)
+    dealers_fb = pd.Series(dealers).groupby(cell).ffill().to_numpy()
+    known = m[DEALER_COUNT].dropna()
+    hist[DEALERS_LAG] = np.nan_to_num(
+        np.where(np.isnan(dealers), dealers_fb, dealers), nan=float(known.mean()) if len(known) else 0.0
+    )
+    for name, values in hist.items():
+        g[name] = values
+    cols = [REGION, VEHICLE_MODEL, WEEK, WEEK_INDEX, *attrs, *hist]
+    return g[cols]
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+def observed_scenarios(master: pd.DataFrame) -> pd.DataFrame:
+    """Each master row as the scenario that happened: its dominant incentive
+    type (``"none"`` without any) and that type's offer (or, without
+    ``offer_<type>`` columns, the mean amount per unit sold under a program);
+    besides, every type's indicator and offer (so that every active type is on
+    in the features) and the share of units under a program (take rates)."""
+    m = normalize_master(master)
+    kind = np.full(len(m), NO_INCENTIVE, dtype=object)
+    present = [t for t in reversed(DOMINANCE_ORDER) if INDICATORS[t] in m.columns]
+    if not present:
+        raise KeyError(f"master table lacks the incentive indicator columns {list(INDICATORS.values())}")
+    for t in present:  # reversed: the most dominant active type is written last
+        on = m[INDICATORS[t]].fillna(0).to_numpy(np.float64) > 0
+        kind[on] = t
+    mean_amount = m[MASTER_AMOUNT].astype(np.float64).fillna(0.0) if MASTER_AMOUNT in m.columns else 0.0
+    amount = np.asarray(mean_amount + np.zeros(len(m)), dtype=np.float64)
+    for t in INCENTIVE_TYPES:  # the dominant type's own offer where the master has it
+        if OFFERS[t] in m.columns:
+            amount = np.where(kind == t, m[OFFERS[t]].astype(np.float64).fillna(0.0).to_numpy(), amount)
+    amount = np.where(kind == NO_INCENTIVE, 0.0, amount)
+    out = pd.DataFrame(
+        {
+            REGION: m[REGION],
+            VEHICLE_MODEL: m[VEHICLE_MODEL],
+            WEEK: m[WEEK],
+            INCENTIVE_TYPE: kind.astype(str),
+            INCENTIVE_AMOUNT: amount,
+        }
+    )
+    out[UNITS] = m[UNITS].to_numpy()
+    for c in (MASTER_SHARE, *INDICATORS.values(), *OFFERS.values()):
+        if c in m.columns:  # every active type and its offer; the share for the take rates
+            out[c] = m[c].astype(np.float64).fillna(0.0).to_numpy()
+    return out
+
+
+def check_scenarios(scenarios: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Scenarios validated and typed; a :class:`ScenarioError` naming the field otherwise."""
+    df = scenarios if isinstance(scenarios, pd.DataFrame) else pd.DataFrame(list(scenarios))
+    for f in SCENARIO_FIELDS:
+        if f not in df.columns:
+            raise ScenarioError(f, "missing")
+        if df[f].isna().any():
+            raise ScenarioError(f, "missing or null")
+    out = df[list(SCENARIO_FIELDS)].copy()  # nothing else from a request reaches the features
+    for f in (REGION, VEHICLE_MODEL, INCENTIVE_TYPE):
+        if not all(isinstance(v, str) and v for v in out[f]):
+            raise ScenarioError(f, "must be a non-empty string")
+    out[WEEK] = to_week(out[WEEK]).to_numpy()
+    if (out[WEEK].dt.dayofweek != 0).any():
+        raise ScenarioError(WEEK, "must be a Monday")
+    unknown = sorted(set(out[INCENTIVE_TYPE]) - set(SCENARIO_TYPES))
+    if unknown:
+        raise ScenarioError(
+            INCENTIVE_TYPE, f"unknown type {unknown[0]!r}; one of {', '.join(SCENARIO_TYPES)}"
+        )
+    amt = out[INCENTIVE_AMOUNT]
+    if amt.map(
+        lambda v: isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating)
+    ).any():
+        raise ScenarioError(INCENTIVE_AMOUNT, "must be a number")
+    out[INCENTIVE_AMOUNT] = amt.astype(np.float64)
+    if not np.isfinite(out[INCENTIVE_AMOUNT]).all():
+        raise ScenarioError(INCENTIVE_AMOUNT, "must be finite")
+    if (out[INCENTIVE_AMOUNT] < 0).any():
+        raise ScenarioError(INCENTIVE_AMOUNT, "must not be negative")
+    if ((out[INCENTIVE_TYPE] == NO_INCENTIVE) & (out[INCENTIVE_AMOUNT] != 0)).any():
+        raise ScenarioError(INCENTIVE_AMOUNT, f'must be 0 when incentive_type is "{NO_INCENTIVE}"')
+    return out.reset_index(drop=True)
+
+
+def without_incentive(frame: pd.DataFrame) -> pd.DataFrame:
+    """The counterfactual of scenarios or feature rows: the same rows without
+    any incentive (type ``"none"``, amount, depth and every treatment 0)."""
+    out = frame.copy()
+    out[INCENTIVE_TYPE] = NO_INCENTIVE
+    out[INCENTIVE_AMOUNT] = 0.0
+    for c in (INCENTIVE_DEPTH, *TREAT.values(), *DEPTH.values(), *INDICATORS.values(), *OFFERS.values()):
+        if c in out.columns:
+            out[c] = 0.0
+    return out
+
+
+def _resolve_cells(pairs: pd.DataFrame, context: pd.DataFrame) -> pd.DataFrame:
+    """(region, vehicle_model) of the request -> the context cell that serves it:
+    the exact cell, else the coarser cell the master merged it into."""
+    keys = context[[REGION, VEHICLE_MODEL, CELL_LEVEL, SEGMENT, SUPER_REGION]].drop_duplicates(
+        [REGION, VEHICLE_MODEL]
+    )
+    known = set(zip(keys[REGION], keys[VEHICLE_MODEL], strict=True))
+    fine_region = keys[keys[CELL_LEVEL].isin(("region_model", "region_segment"))]
+    super_of = dict(zip(fine_region[REGION], fine_region[SUPER_REGION], strict=True))
+    fine_model = keys[keys[CELL_LEVEL].isin(("region_model", "super_region_model"))]
+    segment_of = dict(zip(fine_model[VEHICLE_MODEL], fine_model[SEGMENT], strict=True))
+    regions = set(keys[REGION]) | set(super_of)
+    models = set(keys[VEHICLE_MODEL]) | set(segment_of)
+    out_r, out_m = [], []
+    for region, model in zip(pairs[REGION], pairs[VEHICLE_MODEL], strict=True):
+        if region not in regions:
+            raise ScenarioError(REGION, f"unknown region {region!r}")
+        if model not in models:
+            raise ScenarioError(VEHICLE_MODEL, f"unknown vehicle model {model!r}")
+        sup, seg = super_of.get(region, region), segment_of.get(model, model)
+        for r, mm in ((region, model), (sup, model), (region, seg), (sup, seg)):
+            if (r, mm) in known:
+                out_r.append(r)
+                out_m.append(mm)
+                break
+        else:
+            raise ScenarioError(VEHICLE_MODEL, f"no data for {model!r} in region {region!r}")
+    return pd.DataFrame(
+        {
+            REGION: pairs[REGION].to_numpy(),
+            VEHICLE_MODEL: pairs[VEHICLE_MODEL].to_numpy(),
+            "_r": out_r,
+            "_m": out_m,
+        }
+    )
+
+
+def scenario_features(
+    scenarios: pd.DataFrame, context: pd.DataFrame, spec: FeatureSpec = DEFAULT_SPEC
+) -> pd.DataFrame:
+    """Feature rows (same order as ``scenarios``): the scenario's own columns,
+    calendar features from its week, the cell context from ``context``
+    (:func:`build_context`) and ``incentive_depth``. Columns the scenarios carry
+    besides (``units``, ``incentive_share``) are kept."""
+    s = scenarios.reset_index(drop=True).copy()
+    s[WEEK] = to_week(s[WEEK]).to_numpy()
+    pairs = s[[REGION, VEHICLE_MODEL]].drop_duplicates()
+    cells = _resolve_cells(pairs, context)
+    s = s.merge(cells, on=[REGION, VEHICLE_MODEL], how="left", sort=False)
+    bounds = context.groupby([REGION, VEHICLE_MODEL], sort=False)[WEEK_INDEX].agg(["min", "max"])
+    lohi = bounds.reindex(pd.MultiIndex.from_arrays([s["_r"], s["_m"]]))
+    s[WEEK_INDEX] = np.clip(_week_index(s[WEEK]), lohi["min"].to_numpy(), lohi["max"].to_numpy())
+    ctx_cols = [c for c in context.columns if c not in (REGION, VEHICLE_MODEL, WEEK, WEEK_INDEX)]
+    ctx = context[[REGION, VEHICLE_MODEL, WEEK_INDEX, *ctx_cols]].rename(
+        columns={REGION: "_r", VEHICLE_MODEL: "_m"}
+    )
+    drop = [c for c in ctx_cols if c in s.columns]
+    s = s.drop(columns=drop).merge(ctx, on=["_r", "_m", WEEK_INDEX], how="left", sort=False)
+    cal = calendar_features(s[WEEK])
+    for c in CALENDAR:
+        s[c] = cal[c].to_numpy()
+    s[INCENTIVE_AMOUNT] = s[INCENTIVE_AMOUNT].astype(np.float64)
+    s[INCENTIVE_DEPTH] = np.where(s[MSRP] > 0, s[INCENTIVE_AMOUNT] / s[MSRP].where(s[MSRP] > 0, 1.0), 0.0)
+    kind = s[INCENTIVE_TYPE].astype(str).to_numpy()
+    msrp = s[MSRP].where(s[MSRP] > 0, np.nan).to_numpy(np.float64)
+    for t in INCENTIVE_TYPES:
+        if INDICATORS[t] in s.columns:  # a master row: every type that was active, at its offer
+            on = s[INDICATORS[t]].to_numpy(np.float64) > 0
+            amount = s[OFFERS[t]] if OFFERS[t] in s.columns else s[INCENTIVE_AMOUNT]
+        else:  # a served scenario: its one type
+            on = kind == t
+            amount = s[INCENTIVE_AMOUNT]
+        depth = np.nan_to_num(amount.to_numpy(np.float64) / msrp, nan=0.0)
+        s[TREAT[t]] = on.astype(np.float64)
+        s[DEPTH[t]] = np.where(on, depth, 0.0)
+    s = s.rename(columns={"_r": "context_region", "_m": "context_vehicle_model"})
+    missing = [c for c in spec.numeric if c not in s.columns]
+    if missing:
+        raise KeyError(f"context table lacks feature columns {missing}")
+    return s
+
+
+def training_frame(master: pd.DataFrame, spec: FeatureSpec = DEFAULT_SPEC) -> pd.DataFrame:
+    """Master rows as feature rows with the ``units`` target, through the
+    serving path (observed scenario + context of the same master)."""
+    return scenario_features(observed_scenarios(master), build_context(master, spec), spec)
+
+
+def estimate_take_rates(frame: pd.DataFrame) -> dict[str, float]:
+    """Per incentive type, the share of a cell's units sold under its program
+    (the take rate), from the master's share of units sold under any program:
+    ``sum(incentive_share x units) / sum(units)`` over the cell-weeks where the
+    type ran alone (where it never did: where it was the dominant type). Empty
+    without ``incentive_share`` or the ``active_<type>`` columns: the ROI then
+    charges the incentive on every predicted unit (take rate 1).
+
+    Measured on the simulator's ground truth, these rates reproduce its ROI
+    better than a least-squares split of overlapping weeks (which the order in
+    which buyers take stacked programs distorts)."""
+    present = [t for t in INCENTIVE_TYPES if INDICATORS[t] in frame.columns]
+    if MASTER_SHARE not in frame.columns or not present:
+        return {}
+    active = frame[[INDICATORS[t] for t in present]].fillna(0).to_numpy(np.float64) > 0
+    alone = active.sum(axis=1) == 1
+    units = frame[UNITS].to_numpy(np.float64)
+    under = units * frame[MASTER_SHARE].fillna(0).to_numpy(np.float64)
+    kind = frame[INCENTIVE_TYPE].astype(str).to_numpy()
+    rates: dict[str, float] = {}
+    for i, t in enumerate(present):
+        rows = alone & active[:, i]
+        if units[rows].sum() <= 0:
+            rows = kind == t
+        if units[rows].sum() > 0:
+            rates[t] = float(min(1.0, max(under[rows].sum() / units[rows].sum(), 1e-3)))
+    return rates
+
+
+def take_rate_of(types: pd.Series | np.ndarray, rates: Mapping[str, float]) -> np.ndarray:
+    """The take rate of each row's incentive type (1.0 where none was measured)."""
+    default = float(np.mean(list(rates.values()))) if rates else 1.0
+    return np.array([rates.get(str(t), default) for t in types], dtype=np.float64)

@@ -1,0 +1,328 @@
+"""Hyperparameter search with Keras Tuner, bounded by trials and wall-clock time.
+
+**Bayesian optimization, not Hyperband.** The demo's budget is a handful of
+trials on two cores. Bayesian optimization (a Gaussian process over the
+hyperparameters) chooses each next trial from all previous results, so few
+trials go far, and it obeys ``max_trials`` exactly. Hyperband wins when many
+cheap, partially trained trials fit in the budget: its bracket sizes follow
+from ``max_epochs`` and ``factor``, not from a trial count, and with a budget of
+6-10 trials its first bracket alone would use it up on models trained for one
+or two epochs. Each trial here trains with early stopping anyway, which cuts
+bad trials short as Hyperband would.
+
+Budgets. ``max_trials`` is the oracle's trial limit. ``max_seconds`` is a
+wall-clock deadline for the whole search: a Keras callback stops the running
+trial after the batch in which time is up (the trial keeps the epochs it
+completed, and its partial last epoch), and the oracle starts no trial after
+the deadline. Seeds: the oracle's, and Keras' global seed before each trial's
+model is built, so the same inputs give the same search.
+
+Resuming. The tuner's project folder (``directory/project_name``) is the
+record of the search. ``overwrite=True`` deletes it and searches from scratch.
+``overwrite=False`` on an existing project *resumes* it: completed trials are
+kept, and only the remaining ones run; if it already holds ``max_trials`` trials
+nothing is searched and the stored results are returned. Either way it is
+logged and reported (``TuningResult.resumed``, ``stopped_by``), never silent.
+A project searched with a different space, seed, epochs or data is refused
+(``ValueError``) rather than mixed with the new search.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import pandas as pd
+
+from autoroi.model import features as F
+from autoroi.model.network import DEFAULT_HYPERPARAMETERS, build_network, hyperparameters
+from autoroi.model.preprocess import Preprocessor
+from autoroi.model.train import DeadlineCallback, init_log_rate, seed_everything
+
+log = logging.getLogger(__name__)
+
+OBJECTIVE = "val_loss"
+FINGERPRINT_FILE = "autoroi_search.json"
+TRIAL_LOG_FILE = "autoroi_trials.json"
+INT_PARAMS = frozenset({"layers", "units", "embedding_dim", "lift_units", "batch_size"})
+
+
+@dataclass
+class TuningResult:
+    best_hyperparameters: dict[str, Any]
+    best_epochs: int  # epochs of the best trial's best validation loss
+    best_score: float  # its validation Poisson loss
+    trials: list[dict[str, Any]]
+    resumed: bool
+    stopped_by: str  # "max_trials", "time_budget" or "already_complete"
+    seconds: float
+    directory: str
+    log: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _as_plain(spec: Any) -> Any:
+    if hasattr(spec, "model_dump"):
+        return spec.model_dump()
+    if isinstance(spec, Mapping):
+        return dict(spec)
+    return list(spec)
+
+
+def declare(hp: kt.HyperParameters, name: str, spec: Any) -> Any:
+    """One search dimension: a list is a ``Choice`` (ordered), a mapping with
+    ``min``/``max`` (and ``sampling``, ``step``) an ``Int`` or ``Float`` range."""
+    spec = _as_plain(spec)
+    if isinstance(spec, list):
+        values: list[Any] = [int(v) if name in INT_PARAMS else float(v) for v in spec]
+        return hp.Choice(name, values, ordered=True)
+    lo, hi = spec["min"], spec["max"]
+    sampling = spec.get("sampling") or "linear"
+    step = spec.get("step")
+    if name in INT_PARAMS:
+        return hp.Int(name, int(lo), int(hi), step=int(step or 1), sampling=sampling)
+    return hp.Float(name, float(lo), float(hi), step=step, sampling=sampling)
+
+
+class _UnitsHyperModel(kt.HyperModel):
+    def __init__(self, prep: Preprocessor, space: Mapping[str, Any], log_rate: float, seed: int):
+        super().__init__(name="roi_units")
+        self.prep = prep
+        self.space = dict(space)
+        self.log_rate = log_rate
+        self.seed = seed
+
+    def values(self, hp: kt.HyperParameters) -> dict[str, Any]:
+        return hyperparameters({name: declare(hp, name, s) for name, s in self.space.items()})
+
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
+        seed_everything(self.seed)
+        return build_network(
+            self.prep.vocab_sizes,
+            self.prep.n_numeric,
+            self.prep.n_treatments,
+            self.values(hp),
+            init_log_rate=self.log_rate,
+        )
+
+    def fit(self, hp: kt.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any) -> Any:
+        return model.fit(*args, batch_size=self.values(hp)["batch_size"], **kwargs)
+
+
+class _DeadlineOracle(kt.oracles.BayesianOptimizationOracle):
+    """Starts no trial once the search's deadline has passed."""
+
+    deadline: float | None = None
+    deadline_hit: bool = False
+
+    def populate_space(self, trial_id: str) -> dict[str, Any]:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.deadline_hit = True
+            return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
+        out: dict[str, Any] = super().populate_space(trial_id)
+        return out
+
+
+class _SharedDeadline(DeadlineCallback):
+    """Keras Tuner deep-copies callbacks for every trial; this one is shared so
+    that ``hit`` is seen after the search."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _SharedDeadline:
+        return self
+
+
+class _Tuner(kt.Tuner):
+    """Records each trial's epochs run and seconds in ``TRIAL_LOG_FILE`` (the
+    oracle keeps only the best epoch's metrics)."""
+
+    def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
+        t0 = time.monotonic()
+        histories = super().run_trial(trial, *args, **kwargs)
+        path = Path(self.project_dir) / TRIAL_LOG_FILE
+        record = json.loads(path.read_text()) if path.exists() else {}
+        record[trial.trial_id] = {
+            "epochs_run": max((len(h.history.get("loss", [])) for h in histories), default=0),
+            "seconds": round(time.monotonic() - t0, 3),
+        }
+        path.write_text(json.dumps(record, indent=2, sort_keys=True))
+        return histories
+
+    def _configure_tensorboard_dir(self, callbacks: list[Any], trial: Any, execution: int = 0) -> None:
+        # Keras Tuner 1.4.8 imports tensorboard here on the TensorFlow backend
+        # even without a TensorBoard callback; this search passes none, and
+        # tensorboard is not a dependency.
+        if any(type(c).__name__ == "TensorBoard" for c in callbacks):
+            super()._configure_tensorboard_dir(callbacks, trial, execution)
+
+
+def _fingerprint(
+    train: pd.DataFrame, val: pd.DataFrame, space: Mapping[str, Any], seed: int, epochs: int, patience: int
+) -> dict[str, Any]:
+    h = hashlib.sha256()
+    for frame in (train, val):
+        cols = [F.REGION, F.VEHICLE_MODEL, F.WEEK, F.UNITS]
+        h.update(pd.util.hash_pandas_object(frame[cols], index=False).to_numpy().tobytes())
+    return {
+        "space": {k: _as_plain(v) for k, v in sorted(space.items())},
+        "seed": seed,
+        "epochs": epochs,
+        "patience": patience,
+        "data": h.hexdigest()[:16],
+    }
+
+
+def _trial_summaries(oracle: kt.Oracle, project: Path) -> list[dict[str, Any]]:
+    path = project / TRIAL_LOG_FILE
+    record = json.loads(path.read_text()) if path.exists() else {}
+    out = []
+    for tid in sorted(oracle.trials):
+        t = oracle.trials[tid]
+        score = float(t.score) if t.score is not None and math.isfinite(t.score) else None
+        best = int(t.best_step) + 1 if t.best_step is not None and score is not None else None
+        out.append(
+            {
+                "trial_id": tid,
+                "status": str(t.status),
+                "hyperparameters": dict(t.hyperparameters.values),
+                "val_loss": score,
+                "best_epochs": best,
+                "epochs_run": record.get(tid, {}).get("epochs_run"),
+                "seconds": record.get(tid, {}).get("seconds"),
+            }
+        )
+    return out
+
+
+def tune_hyperparameters(
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    space: Mapping[str, Any],
+    max_trials: int,
+    max_seconds: float,
+    seed: int,
+    directory: str | Path,
+    overwrite: bool,
+    *,
+    epochs: int = 20,
+    patience: int = 3,
+    project_name: str = "roi",
+    spec: F.FeatureSpec = F.DEFAULT_SPEC,
+) -> TuningResult:
+    """Search ``space`` (name -> list of choices or range; hyperparameters not
+    in it keep ``network.DEFAULT_HYPERPARAMETERS``) on feature rows ``train``,
+    scored by the Poisson loss on ``val`` (``features.training_frame`` rows,
+    split by ``evaluation.folds.holdout_split``)."""
+    if max_trials < 1 or max_seconds <= 0:
+        raise ValueError("max_trials must be >= 1 and max_seconds > 0")
+    unknown = set(space) - set(DEFAULT_HYPERPARAMETERS)
+    if unknown:
+        raise ValueError(f"unknown hyperparameters in the search space: {sorted(unknown)}")
+    t0 = time.monotonic()
+    notes: list[str] = []
+
+    def note(msg: str, *args: Any) -> None:
+        log.info(msg, *args)
+        notes.append(msg % args)
+
+    project = Path(directory) / project_name
+    fp = _fingerprint(train, val, space, seed, epochs, patience)
+    fp_path = project / FINGERPRINT_FILE
+    existing = (project / "oracle.json").exists()
+    resumed = existing and not overwrite
+    if resumed:
+        old = json.loads(fp_path.read_text()) if fp_path.exists() else None
+        if old != fp:
+            raise ValueError(
+                f"tuner project {project} holds a different search (space, seed, epochs or data);"
+                " pass overwrite=True to replace it"
+            )
+    elif existing:
+        note("overwrite: deleting the previous tuner project %s", project)
+
+    seed_everything(seed)
+    prep = Preprocessor.fit(train, spec)
+    oracle = _DeadlineOracle(
+        objective=kt.Objective(OBJECTIVE, "min"),
+        max_trials=max_trials,
+        seed=seed,
+        max_consecutive_failed_trials=3,
+    )
+    tuner = _Tuner(
+        oracle=oracle,
+        hypermodel=_UnitsHyperModel(prep, space, init_log_rate(train), seed),
+        directory=str(directory),
+        project_name=project_name,
+        overwrite=overwrite,
+    )
+    project.mkdir(parents=True, exist_ok=True)
+    fp_path.write_text(json.dumps(fp, indent=2, sort_keys=True, default=str))
+    done = len(oracle.trials)
+    if resumed:
+        if done >= max_trials:
+            note(
+                "tuner project %s already holds %d trials (max_trials %d): the search is complete;"
+                " reusing its results (overwrite=True searches again)",
+                project,
+                done,
+                max_trials,
+            )
+        else:
+            note("resuming tuner project %s: %d trials done, up to %d more", project, done, max_trials - done)
+    else:
+        note("new search in %s: up to %d trials, %.0f s", project, max_trials, max_seconds)
+
+    deadline = t0 + max_seconds
+    oracle.deadline = deadline
+    stop = _SharedDeadline(deadline)
+    if done < max_trials:
+        tuner.search(
+            prep.transform(train),
+            train[F.UNITS].to_numpy(np.float32),
+            validation_data=(prep.transform(val), val[F.UNITS].to_numpy(np.float32)),
+            epochs=epochs,
+            shuffle=True,
+            callbacks=[keras.callbacks.EarlyStopping(monitor=OBJECTIVE, patience=patience), stop],
+            verbose=0,
+        )
+    trials = _trial_summaries(oracle, project)
+    scored = [t for t in trials if t["val_loss"] is not None]
+    if not scored:
+        raise RuntimeError(f"no tuning trial finished within {max_seconds:g} s and {max_trials} trials")
+    best = min(scored, key=lambda t: t["val_loss"])
+    if done >= max_trials and resumed:
+        stopped_by = "already_complete"
+    elif oracle.deadline_hit or stop.hit:
+        stopped_by = "time_budget"
+        note("time budget of %.0f s reached after %d trials", max_seconds, len(trials))
+    else:
+        stopped_by = "max_trials"
+    seconds = time.monotonic() - t0
+    note(
+        "best trial %s: val_loss %.5f after %d epochs",
+        best["trial_id"],
+        best["val_loss"],
+        best["best_epochs"],
+    )
+    return TuningResult(
+        best_hyperparameters=hyperparameters(best["hyperparameters"]),
+        best_epochs=int(best["best_epochs"]),
+        best_score=float(best["val_loss"]),
+        trials=trials,
+        resumed=resumed,
+        stopped_by=stopped_by,
+        seconds=seconds,
+        directory=str(project),
+        log=notes,
+    )

@@ -1,0 +1,53 @@
+import pytest
+
+from autoroi.config import GateConfig
+from autoroi.evaluation.gates import decide_gates
+
+CFG = GateConfig(wape_max=0.4, production_tolerance=0.05, must_beat=["seasonal_naive"])
+BASE = {"seasonal_naive": {"wape": 0.45}, "poisson_glm": {"wape": 0.31}}
+
+
+def test_pass_records_every_check():
+    d = decide_gates({"wape": 0.30}, BASE, {"wape": 0.30}, CFG)
+    assert d.passed and d.reasons == []
+    assert [c.name for c in d.checks] == ["wape_max", "beats_seasonal_naive", "vs_production"]
+    assert all(c.passed for c in d.checks)
+    assert d.to_dict()["passed"] is True and "Gates passed" in d.markdown()
+
+
+def test_no_production_model_skips_that_check():
+    d = decide_gates({"wape": 0.30}, BASE, None, CFG)
+    assert d.passed and "vs_production" not in [c.name for c in d.checks]
+
+
+@pytest.mark.parametrize(
+    ("candidate", "production", "failed"),
+    [
+        (0.41, None, ["wape_max"]),  # above the absolute threshold
+        (0.46, None, ["wape_max", "beats_seasonal_naive"]),  # worse than seasonal naive too
+        (0.33, 0.30, ["vs_production"]),  # 0.33 > 0.30 x 1.05
+        (float("nan"), None, ["wape_max", "beats_seasonal_naive"]),
+    ],
+)
+def test_each_failure_has_its_reason(candidate, production, failed):
+    prod = None if production is None else {"wape": production}
+    d = decide_gates({"wape": candidate}, BASE, prod, CFG)
+    assert not d.passed
+    assert [r.split(":")[0] for r in d.reasons] == failed
+    assert "FAIL" in d.markdown()
+
+
+def test_within_tolerance_of_production_passes():
+    assert decide_gates({"wape": 0.314}, BASE, {"wape": 0.30}, CFG).passed  # 0.314 <= 0.315
+
+
+def test_equal_to_seasonal_naive_does_not_beat_it():
+    cfg = GateConfig(wape_max=1.0, must_beat=["seasonal_naive"])
+    d = decide_gates({"wape": 0.45}, BASE, None, cfg)
+    assert d.reasons == ["beats_seasonal_naive: WAPE 0.4500 >= seasonal_naive 0.4500"]
+
+
+def test_missing_baseline_metrics_fail():
+    cfg = GateConfig(wape_max=1.0, must_beat=["seasonal_naive", "hist_gbm"])
+    d = decide_gates({"wape": 0.2}, BASE, {"rows": 3}, cfg)
+    assert [r.split(":")[0] for r in d.reasons] == ["beats_hist_gbm", "vs_production"]

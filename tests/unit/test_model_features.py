@@ -1,0 +1,227 @@
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from autoroi.model import features as F
+from autoroi.model.preprocess import OOV_INDEX, Preprocessor
+from tests.model_tables import simulated_master
+
+MONDAY = dt.date(2024, 1, 1)
+
+
+def tiny_master(weeks: int = 60) -> pd.DataFrame:
+    rows = []
+    for cell, (region, model, units0) in enumerate((("North", "Alpha", 10), ("South", "Beta", 20))):
+        for w in range(weeks):
+            row = {
+                F.WEEK: MONDAY + dt.timedelta(weeks=w),
+                F.CELL_LEVEL: F.FINEST_LEVEL,
+                F.REGION: region,
+                F.VEHICLE_MODEL: model,
+                F.SEGMENT: "suv",
+                F.SUPER_REGION: "All",
+                F.UNITS: units0 + w,
+                F.DEALER_COUNT: 5 + cell,
+                F.MSRP: 40_000.0,
+                F.UNIT_MARGIN: 3_000.0,
+                F.MASTER_AMOUNT: 0.0,
+            }
+            for t in F.INDICATORS.values():
+                row[t] = 0
+            if w in (10, 11):
+                row[F.INDICATORS["cash_rebate"]] = 1
+                row[F.INDICATORS["loyalty"]] = 1
+                row[F.MASTER_AMOUNT] = 2_000.0
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def scenario(**kw):
+    base = {
+        F.REGION: "North",
+        F.VEHICLE_MODEL: "Alpha",
+        F.WEEK: "2024-03-04",
+        F.INCENTIVE_TYPE: "cash_rebate",
+        F.INCENTIVE_AMOUNT: 1500,
+    }
+    return pd.DataFrame([{**base, **kw}])
+
+
+def test_history_features_look_backwards_only():
+    m = tiny_master()
+    ctx = F.build_context(m)
+    north = ctx[ctx[F.REGION] == "North"].reset_index(drop=True)
+    # units are 10 + w: lag k at week w is 10 + w - k
+    w = 20
+    assert north.loc[w, "units_lag_1"] == 10 + w - 1
+    assert north.loc[w, "units_lag_4"] == 10 + w - 4
+    assert north.loc[w, "units_mean_4"] == pytest.approx(np.mean([10 + w - k for k in range(1, 5)]))
+    assert north.loc[w, F.HAS_LAG_52] == 0.0 and north.loc[55, F.HAS_LAG_52] == 1.0
+    assert north.loc[55, "units_lag_52"] == 10 + 3
+    # changing a week's units changes no feature of that week or before
+    m2 = m.copy()
+    m2.loc[(m2[F.REGION] == "North") & (m2[F.WEEK] == MONDAY + dt.timedelta(weeks=w)), F.UNITS] = 999
+    ctx2 = F.build_context(m2)
+    hist = list(F.DEFAULT_SPEC.history)
+    pd.testing.assert_frame_equal(
+        ctx.loc[ctx[F.WEEK_INDEX] <= ctx[F.WEEK_INDEX].min() + w, hist],
+        ctx2.loc[ctx2[F.WEEK_INDEX] <= ctx2[F.WEEK_INDEX].min() + w, hist],
+    )
+    # the week after the last is in the context, its lag 1 the last observed week
+    last = north.iloc[-1]
+    assert last[F.WEEK] == pd.Timestamp(MONDAY + dt.timedelta(weeks=60))
+    assert last["units_lag_1"] == 10 + 59
+
+
+def test_gaps_are_missing_not_zero():
+    m = tiny_master()
+    m = m[~((m[F.REGION] == "North") & (m[F.WEEK] == MONDAY + dt.timedelta(weeks=30)))]
+    ctx = F.build_context(m)
+    north = ctx[ctx[F.REGION] == "North"].reset_index(drop=True)
+    assert len(north) == 61  # the grid is complete again
+    # lag 1 of week 31 falls back to the mean of the earlier weeks, not to 0
+    assert north.loc[31, "units_lag_1"] == pytest.approx(np.mean([10 + k for k in range(30)]))
+    assert north.loc[31, "units_mean_4"] == pytest.approx(np.mean([10 + 27, 10 + 28, 10 + 29]))
+
+
+def test_calendar_features_from_the_date():
+    weeks = pd.Series(pd.to_datetime(["2024-05-27", "2024-03-25", "2024-04-08", "2024-11-25", "2024-12-23"]))
+    cal = F.calendar_features(weeks)
+    # Memorial Day, -, -, Black Friday, 26 December
+    assert cal["holiday_week"].tolist() == [1.0, 0.0, 0.0, 1.0, 1.0]
+    assert cal["quarter_end_week"].tolist() == [0.0, 1.0, 0.0, 0.0, 0.0]
+    assert cal["month_end_week"].tolist() == [1.0, 1.0, 0.0, 1.0, 0.0]
+    assert np.allclose(cal["week_sin"] ** 2 + cal["week_cos"] ** 2, 1.0)
+
+
+def test_scenario_gets_the_context_of_its_cell_and_week():
+    m = tiny_master()
+    ctx = F.build_context(m)
+    train = F.training_frame(m)
+    row = train[(train[F.REGION] == "North") & (train[F.WEEK] == pd.Timestamp("2024-03-04"))].iloc[0]
+    feats = F.scenario_features(F.check_scenarios(scenario()), ctx)
+    for c in (*F.DEFAULT_SPEC.numeric, F.SEGMENT):
+        assert feats[c].iloc[0] == row[c], c
+    assert feats[F.INCENTIVE_DEPTH].iloc[0] == pytest.approx(1500 / 40_000)
+    assert feats[F.TREAT["cash_rebate"]].iloc[0] == 1.0 and feats[F.DEPTH["cash_rebate"]].iloc[0] > 0
+    assert feats[F.TREAT["loyalty"]].iloc[0] == 0.0
+    # later than the master: the freshest context; earlier: the first week's
+    late = F.scenario_features(F.check_scenarios(scenario(week_start="2030-01-07")), ctx)
+    assert late["units_lag_1"].iloc[0] == 10 + 59
+    assert late["trend_years"].iloc[0] > row["trend_years"]  # calendar from the scenario's own date
+    early = F.scenario_features(F.check_scenarios(scenario(week_start="2020-01-06")), ctx)
+    assert early["units_lag_1"].iloc[0] == 0.0
+
+
+def test_training_rows_keep_every_active_type_and_the_dominant_one():
+    train = F.training_frame(tiny_master())
+    week10 = train[
+        (train[F.REGION] == "North") & (train[F.WEEK] == pd.Timestamp(MONDAY + dt.timedelta(weeks=10)))
+    ]
+    r = week10.iloc[0]
+    assert r[F.INCENTIVE_TYPE] == "cash_rebate"  # first in DOMINANCE_ORDER
+    assert r[F.TREAT["cash_rebate"]] == 1.0 and r[F.TREAT["loyalty"]] == 1.0
+    assert r[F.DEPTH["loyalty"]] == pytest.approx(2000 / 40_000)
+    none = train[train[F.INCENTIVE_TYPE] == F.NO_INCENTIVE]
+    assert (none[F.INCENTIVE_AMOUNT] == 0).all() and (none[list(F.TREAT.values())] == 0).all().all()
+
+
+def test_baseline_is_the_same_row_without_incentive():
+    feats = F.training_frame(tiny_master())
+    base = F.without_incentive(feats)
+    assert (base[F.INCENTIVE_TYPE] == F.NO_INCENTIVE).all()
+    assert (base[[*F.TREAT.values(), *F.DEPTH.values(), F.INCENTIVE_AMOUNT]] == 0).all().all()
+    same = [c for c in F.DEFAULT_SPEC.numeric]
+    pd.testing.assert_frame_equal(base[same], feats[same])
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({F.INCENTIVE_AMOUNT: -5}, F.INCENTIVE_AMOUNT),
+        ({F.INCENTIVE_AMOUNT: float("nan")}, F.INCENTIVE_AMOUNT),
+        ({F.INCENTIVE_AMOUNT: float("inf")}, F.INCENTIVE_AMOUNT),
+        ({F.INCENTIVE_AMOUNT: "1500"}, F.INCENTIVE_AMOUNT),
+        ({F.INCENTIVE_AMOUNT: True}, F.INCENTIVE_AMOUNT),
+        ({F.INCENTIVE_TYPE: "free_lunch"}, F.INCENTIVE_TYPE),
+        ({F.INCENTIVE_TYPE: "none"}, F.INCENTIVE_AMOUNT),  # none with an amount
+        ({F.WEEK: "2024-03-05"}, F.WEEK),  # a Tuesday
+        ({F.WEEK: "next week"}, F.WEEK),
+        ({F.REGION: ""}, F.REGION),
+        ({F.VEHICLE_MODEL: 7}, F.VEHICLE_MODEL),
+    ],
+)
+def test_bad_scenarios_name_the_field(change, field):
+    with pytest.raises(F.ScenarioError) as e:
+        F.check_scenarios(scenario(**change))
+    assert e.value.field == field
+
+
+def test_missing_field_and_extra_fields():
+    with pytest.raises(F.ScenarioError) as e:
+        F.check_scenarios(scenario().drop(columns=[F.WEEK]))
+    assert e.value.field == F.WEEK
+    checked = F.check_scenarios(scenario().assign(units_lag_1=1e9, incentive_loyalty=1))
+    assert list(checked.columns) == list(F.SCENARIO_FIELDS)  # nothing else gets through
+
+
+def test_unknown_cells_name_the_field():
+    ctx = F.build_context(tiny_master())
+    with pytest.raises(F.ScenarioError) as e:
+        F.scenario_features(F.check_scenarios(scenario(region="Atlantis")), ctx)
+    assert e.value.field == F.REGION
+    with pytest.raises(F.ScenarioError) as e:
+        F.scenario_features(F.check_scenarios(scenario(vehicle_model="Zeppelin")), ctx)
+    assert e.value.field == F.VEHICLE_MODEL
+
+
+def test_cells_merged_by_k_anonymity_fall_back_to_the_coarser_cell():
+    m = tiny_master()
+    coarse = m[m[F.REGION] == "South"].copy()
+    coarse[F.CELL_LEVEL] = "super_region_model"
+    coarse[F.REGION] = "All"  # the super region
+    coarse[F.VEHICLE_MODEL] = "Alpha"
+    fine = m[m[F.REGION] == "North"].copy()
+    fine[F.SUPER_REGION] = "All"
+    # "East" region known only through a region_segment row
+    seg = m[m[F.REGION] == "South"].copy()
+    seg[F.CELL_LEVEL], seg[F.REGION], seg[F.VEHICLE_MODEL], seg[F.SUPER_REGION] = (
+        "region_segment",
+        "East",
+        "suv",
+        "All",
+    )
+    ctx = F.build_context(pd.concat([fine, coarse, seg]))
+    feats = F.scenario_features(F.check_scenarios(scenario(region="North")), ctx)
+    assert feats["context_region"].iloc[0] == "North" and feats[F.CELL_LEVEL].iloc[0] == F.FINEST_LEVEL
+    feats = F.scenario_features(F.check_scenarios(scenario(region="East")), ctx)
+    assert (feats["context_region"].iloc[0], feats["context_vehicle_model"].iloc[0]) == ("All", "Alpha")
+    assert feats[F.CELL_LEVEL].iloc[0] == "super_region_model"
+
+
+def test_out_of_vocabulary_values_map_to_the_oov_bucket():
+    train = F.training_frame(tiny_master())
+    prep = Preprocessor.fit(train, F.DEFAULT_SPEC)
+    assert prep.vocab_sizes[F.REGION] == 3  # North, South + OOV
+    codes = prep.encode(F.REGION, pd.Series(["North", "Atlantis", "South"]))
+    assert codes[1] == OOV_INDEX and codes[0] != OOV_INDEX and codes[2] != OOV_INDEX
+    x = prep.transform(train.head(5))
+    assert x["numeric"].shape == (5, len(F.DEFAULT_SPEC.numeric)) and x["numeric"].dtype == np.float32
+    assert x["treat"].shape == (5, len(F.DEFAULT_SPEC.treatments))
+    assert Preprocessor.from_dict(prep.to_dict()).to_dict() == prep.to_dict()
+
+
+def test_take_rates_from_the_simulated_master():
+    master, truth = simulated_master()
+    frame = F.training_frame(master)
+    rates = F.estimate_take_rates(frame)
+    assert set(rates) == set(F.INCENTIVE_TYPES)
+    t = truth.assign(rate=truth["units_under_incentive"] / truth["units_with"])
+    true = t.groupby("incentive_type")["rate"].mean()
+    for k, v in rates.items():
+        assert 0 < v <= 1
+        assert abs(v - true[k]) < 0.2, (k, v, true[k])
+    assert F.take_rate_of(pd.Series(["loyalty", "none"]), {"loyalty": 0.25})[0] == 0.25
+    assert F.estimate_take_rates(frame.drop(columns=[F.MASTER_SHARE])) == {}
