@@ -303,6 +303,33 @@ class TrainingConfig(_Section):
         return v
 
 
+NotifyChannel = Literal["log", "webhook", "sns"]
+
+
+def _default_channels() -> list[NotifyChannel]:
+    return ["log"]
+
+
+class NotifyConfig(_Section):
+    """Where the reviewer of a new model version is told (``autoroi.notify``)."""
+
+    channels: list[NotifyChannel] = Field(
+        default_factory=_default_channels,
+        min_length=1,
+        description="log (the step's log), webhook (Slack-compatible JSON POST), sns (AWS SNS topic)",
+    )
+    webhook_url_env: str = Field(
+        "AUTOROI_NOTIFY_WEBHOOK_URL",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="environment variable holding the webhook URL (a secret: it carries the token)",
+    )
+    sns_topic_arn: str | None = Field(
+        None, pattern=r"^arn:aws[a-z-]*:sns:", description="SNS topic for the sns channel"
+    )
+    sns_endpoint_url: str | None = Field(None, description="SNS-compatible endpoint (moto, LocalStack)")
+    timeout_s: float = Field(10.0, gt=0, le=300, description="per-request timeout of webhook and SNS")
+
+
 class AutoroiConfig(_Section):
     """Effective configuration; see ``autoroi config show``."""
 
@@ -314,6 +341,7 @@ class AutoroiConfig(_Section):
     validation: ValidationConfig = ValidationConfig()
     kfp: KfpConfig = KfpConfig()
     training: TrainingConfig = TrainingConfig()
+    notify: NotifyConfig = NotifyConfig()
 
 
 ENV_PREFIX = "AUTOROI_"

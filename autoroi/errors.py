@@ -42,3 +42,24 @@ class PiiLeakError(AutoroiError):
 
 class MasterTableError(AutoroiError):
     """The master table cannot be built from the curated tables (a table or column is missing)."""
+
+
+class RegistryError(AutoroiError):
+    """The model registry refuses an operation (unknown version, a status change
+    the transition table forbids, a digest that does not match)."""
+
+
+class StatusTransitionError(RegistryError):
+    """A status change the transition table forbids; names the version, its
+    current status and the requested one."""
+
+    def __init__(self, version: str, current: str, requested: str, why: str = "") -> None:
+        self.version = version
+        self.current = current
+        self.requested = requested
+        text = f"model version {version}: cannot change status from {current} to {requested}"
+        super().__init__(f"{text}: {why}" if why else text)
+
+
+class NotifyError(AutoroiError):
+    """A reviewer notification could not be delivered (names the channel, never a secret URL)."""

@@ -25,6 +25,7 @@ _COMMANDS = {
     "compile": ("autoroi.cli.pipeline_cmds", "compile_cmd"),
     "config": ("autoroi.cli.config_cmd", "config"),
     "demo": ("autoroi.cli.demo_cmd", "demo"),
+    "models": ("autoroi.cli.models_cmd", "models"),
 }
 
 _HELP = {
@@ -35,6 +36,7 @@ _HELP = {
     "compile": "Write the pipeline YAML files for the Kubeflow UI.",
     "config": "Show the effective configuration.",
     "demo": "Run the demo on embedded defaults.",
+    "models": "Inspect the model registry: models list | models show VERSION.",
 }
 
 
