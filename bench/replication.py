@@ -18,9 +18,13 @@ deletes); the first batch on a fresh database also adds a column, which
 reloads the table in full by design, so it is applied (and reported) first and
 the batch after it is the one measured.
 
-The source is a throw-away PostgreSQL server (``fsync=off``) with one database
-per size, filled by ``autoroi.source.generate.generate_source(seed=7,
-scale="large")``; generation is timed and printed apart from the comparison.
+The source is a throw-away PostgreSQL server (``fsync=off``,
+``wal_level=logical``, so that change capture reads deletes from a
+replication slot) with one database per size, filled by
+``autoroi.source.generate.generate_source(seed=7, scale="large")``;
+generation is timed and printed apart from the comparison. Each full-load run
+of autoroi creates the slot (and publication) of its fresh lake, as a first
+run does; they are dropped after the run, outside the timing.
 
 Usage::
 
@@ -29,11 +33,14 @@ Usage::
     .venv/bin/python bench/replication.py --skip-pandas-at 5000000 --json var/bench.json
     .venv/bin/python bench/replication.py --keep-server /tmp/autoroi-bench   # reuse the data
     .venv/bin/python bench/replication.py --rev HEAD --repeat 3   # the committed code, best of 3
+    .venv/bin/python bench/replication.py --rev WORKTREE          # uncommitted work, copied at the start
 
 ``--keep-server DIR`` keeps the cluster and its generated databases in DIR
 (``--generate-only`` just prepares them). Every run notes the CPU that other
 processes used meanwhile ("others' cores"): on a shared machine, a run with
-a high figure there is disturbed and should be repeated.
+a high figure there is disturbed and should be repeated. The incremental
+capture also reports its CPU (client and PostgreSQL) against the fastest
+full load's, a ratio that other processes do not stretch.
 
 Targets (printed PASS/FAIL): autoroi >= 0.5x the psql COPY rate and >= 5x the
 pandas.read_sql rate at every size; autoroi's peak memory at the largest size
@@ -225,6 +232,11 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("PG", "AUTOROI_"))}
 
 
+# logical decoding, so that change capture reads deletes from a replication slot
+LOGICAL_WAL = {"wal_level": "logical", "max_wal_senders": 4, "max_replication_slots": 16}
+LOGICAL_WAL_CONF = "".join(f"{k} = {v}\n" for k, v in LOGICAL_WAL.items())
+
+
 class PgServer:
     """A throw-away PostgreSQL cluster on 127.0.0.1 (superuser ``postgres``).
 
@@ -314,7 +326,7 @@ class PgServer:
                 "\n# autoroi bench\nlisten_addresses = '127.0.0.1'\n"
                 f"unix_socket_directories = '{self.base}'\n"
                 "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
-                "wal_level = minimal\nmax_wal_senders = 0\nmax_wal_size = '4GB'\n"
+                f"{LOGICAL_WAL_CONF}max_wal_size = '4GB'\n"
             )
 
     def start(self, attempts: int = 3) -> None:
@@ -331,7 +343,8 @@ class PgServer:
                         "-l",
                         str(self.log),
                         "-o",
-                        f"-p {self.port}",
+                        # -c also switches a cluster kept from a run made with wal_level=minimal
+                        f"-p {self.port} " + " ".join(f"-c {k}={v}" for k, v in LOGICAL_WAL.items()),
                         "-w",
                         "-t",
                         "120",
@@ -393,11 +406,28 @@ class PgServer:
         return {r[0] for r in self.query("postgres", "SELECT datname FROM pg_database")}
 
     def create_database(self, name: str, template: str | None = None) -> None:
-        self.execute("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.drop_database(name)
         extra = f' TEMPLATE "{template}" STRATEGY FILE_COPY' if template else ""
         self.execute("postgres", f'CREATE DATABASE "{name}"{extra}')
 
+    def drop_replication_state(self, db: str) -> None:
+        """Drop the replication slots and publications autoroi made in ``db``
+        (one per lake; every full-load run uses a fresh lake)."""
+        self.query(
+            db,
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+            " WHERE database = current_database() AND slot_name LIKE 'autoroi%'",
+        )
+        for (pub,) in self.query(db, "SELECT pubname FROM pg_publication WHERE pubname LIKE 'autoroi%'"):
+            self.execute(db, f'DROP PUBLICATION "{pub}"')
+
     def drop_database(self, name: str) -> None:
+        # a database with a replication slot cannot be dropped: the slots go first
+        self.query(
+            "postgres",
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = %s",
+            (name,),
+        )
         self.execute("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -466,6 +496,7 @@ def worker_autoroi(spec: dict[str, Any]) -> dict[str, Any]:
         "updated": t.updated,
         "deleted": t.deleted,
         "table_seconds": t.seconds,
+        "deletes": getattr(t, "deletes", ""),
         "version": t.version,
         "base_rss_bytes": base_rss,
         "replication_config": cfg.replication.model_dump(),
@@ -523,12 +554,23 @@ def worker_main(kind: str) -> None:
 
 
 # the autoroi code the workers import: the working tree, or a snapshot of --rev
-CODE: dict[str, Any] = {"root": REPO, "rev": None}
+CODE: dict[str, Any] = {"root": REPO, "rev": None, "worktree": False}
+WORKTREE = "WORKTREE"
 
 
 def export_revision(rev: str) -> tempfile.TemporaryDirectory[str]:
     """``git archive REV autoroi`` into a temporary folder, for the workers to
-    import (read-only for the repository: no checkout, index untouched)."""
+    import (read-only for the repository: no checkout, index untouched).
+    ``WORKTREE``: a copy of the working tree's ``autoroi/`` as it is now, so
+    that uncommitted work is measured and edits made during the run are not."""
+    if rev == WORKTREE:
+        tmp = tempfile.TemporaryDirectory(prefix="autoroi-bench-src-")
+        shutil.copytree(
+            REPO / "autoroi", Path(tmp.name) / "autoroi", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        CODE.update(root=Path(tmp.name), rev=None, worktree=True)
+        log(f"measuring the working tree's autoroi as it is now (copied to {tmp.name})")
+        return tmp
     resolved = subprocess.run(
         ["git", "rev-parse", "--verify", f"{rev}^{{commit}}"],
         cwd=REPO,
@@ -634,11 +676,23 @@ def _measure(contender: str, server: PgServer, db: str, size: int, work: Path) -
             extra["autoroi_path"] = m.result["autoroi_path"]
         finally:
             shutil.rmtree(lake, ignore_errors=True)
+            server.drop_replication_state(db)  # the slot and publication of that lake
     else:
         m = run_worker("pandas", {"url": server.url(db)})
         extra = {"base_rss_bytes": m.result["base_rss_bytes"]}
     r = m.result
     return Run(contender, size, r["rows"], r["seconds"], m.peak_bytes, m.wall_s, r["cpu_s"], extra), m
+
+
+def _with_others(server: PgServer, run: Any) -> tuple[Measured, float, float]:
+    """``run()`` (a worker), the cores other processes used meanwhile, and
+    the CPU seconds the PostgreSQL server used."""
+    busy0, pg0 = machine_busy_s(), server.cpu_s()
+    m = run()
+    time.sleep(0.05)
+    pg = server.cpu_s() - pg0
+    other = (machine_busy_s() - busy0) - m.cpu_s - pg
+    return m, (round(max(other, 0.0) / m.wall_s, 2) if m.wall_s > 0 else 0.0), round(pg, 2)
 
 
 def measure(contender: str, server: PgServer, db: str, size: int, work: Path) -> Run:
@@ -648,8 +702,10 @@ def measure(contender: str, server: PgServer, db: str, size: int, work: Path) ->
     busy0, pg0 = machine_busy_s(), server.cpu_s()
     run, m = _measure(contender, server, db, size, work)
     time.sleep(0.05)  # let the postmaster reap the backend, so its CPU is counted
-    other = (machine_busy_s() - busy0) - m.cpu_s - (server.cpu_s() - pg0)
+    pg = server.cpu_s() - pg0
+    other = (machine_busy_s() - busy0) - m.cpu_s - pg
     run.extra["other_cores"] = round(max(other, 0.0) / m.wall_s, 2) if m.wall_s > 0 else 0.0
+    run.extra["server_cpu_s"] = round(pg, 2)
     return run
 
 
@@ -771,10 +827,20 @@ def incremental_capture(
             " FROM sales",
             (before[1], before[2]),
         )[0]
-        inc = run_worker("autoroi", {"url": url, "lake": str(lake)})
-        log(f"{db}: incremental {inc.result['seconds']:.2f} s ({inc.result['status']})")
-        again = run_worker("autoroi", {"url": url, "lake": str(lake)})
-        log(f"{db}: incremental with nothing changed {again.result['seconds']:.2f} s")
+        inc, inc_other, inc_pg = _with_others(
+            server, lambda: run_worker("autoroi", {"url": url, "lake": str(lake)})
+        )
+        log(
+            f"{db}: incremental {inc.result['seconds']:.2f} s ({inc.result['status']},"
+            f" deletes: {inc.result.get('deletes')}), other processes {inc_other:.2f} cores"
+        )
+        again, again_other, again_pg = _with_others(
+            server, lambda: run_worker("autoroi", {"url": url, "lake": str(lake)})
+        )
+        log(
+            f"{db}: incremental with nothing changed {again.result['seconds']:.2f} s,"
+            f" other processes {again_other:.2f} cores"
+        )
     finally:
         shutil.rmtree(lake, ignore_errors=True)
         server.drop_database(db)
@@ -799,6 +865,14 @@ def incremental_capture(
         "full_load_peak_bytes": full.peak_bytes,
         "incremental_seconds": r["seconds"],
         "incremental_status": r["status"],
+        "incremental_deletes": r.get("deletes", ""),
+        "incremental_other_cores": inc_other,
+        # CPU of the call (client) and of the server: a measure other processes do not stretch
+        "incremental_client_cpu_s": round(r["cpu_s"], 2),
+        "incremental_server_cpu_s": inc_pg,
+        "unchanged_client_cpu_s": round(again.result["cpu_s"], 2),
+        "unchanged_server_cpu_s": again_pg,
+        "unchanged_other_cores": again_other,
         "incremental_peak_bytes": inc.peak_bytes,
         "extracted": r["extracted"],
         "inserted": r["inserted"],
@@ -808,6 +882,7 @@ def incremental_capture(
         "changed_fraction": touched / max(int(before[0]), 1),
         "unchanged_seconds": again.result["seconds"],
         "unchanged_status": again.result["status"],
+        "unchanged_deletes": again.result.get("deletes", ""),
     }
 
 
@@ -827,6 +902,8 @@ def git_revision() -> str:
         ).stdout.strip()
         if CODE["rev"]:
             return rev  # an exported snapshot: clean by construction
+        if CODE["worktree"]:
+            return rev + "+worktree"  # a copy of the working tree taken at the start
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--", "autoroi"],
             cwd=root,
@@ -957,6 +1034,8 @@ def analyse(
     if incr is not None:
         full = min([incr["full_load_seconds"], results[incr["size"]][AUTOROI].seconds])
         incr["full_load_reference_seconds"] = full
+        best = results[incr["size"]][AUTOROI]
+        incr["full_load_reference_cpu_s"] = round(best.cpu_s + best.extra.get("server_cpu_s", 0.0), 2)
         incr_ratio = incr["incremental_seconds"] / full
         incr["ratio_to_full_load"] = incr_ratio
     check(
@@ -1091,6 +1170,20 @@ def render(
             f" = {incr['ratio_to_full_load']:.1%}; with nothing changed: {incr['unchanged_seconds']:.2f} s"
             f" ({incr['unchanged_status']})"
         )
+        if "incremental_client_cpu_s" in incr and incr.get("full_load_reference_cpu_s"):
+            inc_cpu = incr["incremental_client_cpu_s"] + incr["incremental_server_cpu_s"]
+            out.append(
+                f"  CPU (client + PostgreSQL): incremental {incr['incremental_client_cpu_s']:.2f}"
+                f" + {incr['incremental_server_cpu_s']:.2f} s, nothing changed"
+                f" {incr['unchanged_client_cpu_s']:.2f} + {incr['unchanged_server_cpu_s']:.2f} s,"
+                f" fastest full load {incr['full_load_reference_cpu_s']:.2f} s;"
+                f" incremental / full load in CPU: {inc_cpu / incr['full_load_reference_cpu_s']:.1%}"
+            )
+        out.append(
+            f"  deletes found by: {incr.get('incremental_deletes') or '?'}; others' cores during the"
+            f" incremental run {incr.get('incremental_other_cores', 0.0):.2f},"
+            f" during the nothing-changed run {incr.get('unchanged_other_cores', 0.0):.2f}"
+        )
     out.append("")
     out.append("Targets")
     for t in analysis["targets"]:
@@ -1155,7 +1248,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--rev",
-        help="measure autoroi as committed at REV (exported with git archive), not the working tree",
+        help="measure autoroi as committed at REV (exported with git archive), or WORKTREE: a copy of"
+        " the working tree taken at the start (uncommitted work, unaffected by later edits)",
     )
     p.add_argument("--strict", action="store_true", help="exit with status 1 when a target is missed")
     p.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)

@@ -141,10 +141,20 @@ class PostgresServer:
         return self.url(name)
 
     def drop_database(self, name: str) -> None:
-        """DROP DATABASE IF EXISTS name, closing any connections still open to it."""
+        """DROP DATABASE IF EXISTS name, closing any connections still open to it
+        and dropping its replication slots first (they would block the drop)."""
         from psycopg import sql
 
         with self.connect(autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots"
+                " WHERE database = %s AND active_pid IS NOT NULL",
+                (name,),
+            )
+            conn.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = %s",
+                (name,),
+            )
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
     def log_tail(self, chars: int = 4000) -> str:
@@ -237,6 +247,8 @@ def _start_postgres(bindir: Path, attempts: int = 3, ready_timeout: float = 60.0
                     f"unix_socket_directories = '{server.socket_dir}'\n"
                     "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
                     "max_connections = 200\n"
+                    # logical decoding: change capture reads deletes from a replication slot
+                    "wal_level = logical\nmax_replication_slots = 64\nmax_wal_senders = 8\n"
                 )
             try:
                 _run_as(
@@ -424,3 +436,30 @@ def s3_lake(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Lake]
                     Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]]}
                 )
             client.delete_bucket(Bucket=bucket)
+
+
+# --------------------------------------------------------------------------- Spark
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """A local Spark session for the whole run: ``local[2]``, 2 shuffle partitions,
+    no UI. Code under test that calls ``autoroi.spark.spark_session`` gets this
+    same session back (``getOrCreate``)."""
+    from autoroi.config import SparkConfig
+    from autoroi.spark import spark_session
+
+    cfg = SparkConfig(master="local[2]", app_name="autoroi-tests")
+    cfg.conf.update(
+        {
+            "spark.sql.shuffle.partitions": "2",
+            "spark.default.parallelism": "2",
+            "spark.ui.enabled": "false",
+            "spark.driver.memory": "1g",
+        }
+    )
+    session = spark_session(cfg)
+    try:
+        yield session
+    finally:
+        session.stop()

@@ -18,6 +18,12 @@ from autoroi.errors import AutoroiError
 @click.option("--table", "tables", multiple=True, help="Only this table (repeatable).")
 @click.option("--full-refresh", is_flag=True, help="Reload every table in full.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--drop-slot",
+    is_flag=True,
+    help="Drop the lake's PostgreSQL replication slot and publication (the server stops keeping WAL"
+    " for it), then exit.",
+)
 def replicate(
     config_path: Path | None,
     source_url: str | None,
@@ -25,12 +31,16 @@ def replicate(
     tables: tuple[str, ...],
     full_refresh: bool,
     as_json: bool,
+    drop_slot: bool,
 ) -> None:
     """Replicate the source into <lake>/raw: full load first, change capture after."""
     from autoroi.cli.render import progress_bar, replication_table
-    from autoroi.replication import replicate_tables
+    from autoroi.replication import drop_replication_slot, replicate_tables
 
     cfg = load(config_path, source_url, lake_uri)
+    if drop_slot:
+        click.echo(drop_replication_slot(cfg))
+        return
     with progress_bar() as progress:
         report = replicate_tables(
             cfg, tables=list(tables) or None, full_refresh=full_refresh, progress=progress

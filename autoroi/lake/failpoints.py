@@ -4,6 +4,12 @@
 (``os._exit``, no clean-up, like a killed pod) the n-th time it reaches that
 point. Read when a point is hit, never at import; unset, it costs one dict
 look-up.
+
+Points in replication: ``extract.batch`` (per table, after each batch a full
+load writes), ``publish.before_swap`` and ``publish.after_swap`` (per table,
+around the commit of a version), ``replicate.before_slot_advance`` (after
+every table is published and the slot positions are recorded, before the
+PostgreSQL replication slot is advanced).
 """
 
 from __future__ import annotations

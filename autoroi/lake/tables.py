@@ -201,14 +201,15 @@ class TableWriter:
         self._seq += 1
         return f"part-{self.version:06d}-{self._seq:05d}-{uuid.uuid4().hex[:8]}.parquet"
 
-    def open_file(self, schema: pa.Schema) -> tuple[str, pq.ParquetWriter]:
-        """A Parquet writer for one new file, for streaming writes."""
+    def open_file(self, schema: pa.Schema, **options: Any) -> tuple[str, pq.ParquetWriter]:
+        """A Parquet writer for one new file, for streaming writes
+        (``options``: more ``ParquetWriter`` options)."""
         name = self._new_name()
         path = f"{self.dir}/{name}"
         self._written.append(path)
         sink = self.store.lake.fs.open_output_stream(path)
         self._sinks[name] = sink
-        writer = pq.ParquetWriter(sink, schema, compression=self.store.compression)
+        writer = pq.ParquetWriter(sink, schema, compression=self.store.compression, **options)
         return name, writer
 
     def close_file(
@@ -242,6 +243,7 @@ class TableWriter:
                 os.link(src, dst)
             except OSError:
                 shutil.copy2(src, dst)
+                self._written.append(dst)  # a copy: made durable at the commit
         self.entries.append(entry)
 
     def commit(self, schema: pa.Schema, state: dict[str, Any] | None = None) -> TableManifest:
@@ -257,8 +259,13 @@ class TableWriter:
         )
         lake = self.store.lake
         if lake.is_local:
+            # only the files written for this version: a kept file is a hard
+            # link to a file made durable by an earlier publish (the link
+            # itself is made durable with the folder, by the manifest's write)
+            written = set(self._written)
             for e in self.entries:
-                _fsync_file(f"{self.dir}/{e.name}")
+                if f"{self.dir}/{e.name}" in written:
+                    _fsync_file(f"{self.dir}/{e.name}")
             lake.write_json(f"{self.dir}/{MANIFEST}", manifest.to_json())
             failpoints.hit("publish.before_swap", self.store.table)
             link = Path(self.store.path)

@@ -15,8 +15,10 @@ from typing import Any
 
 from autoroi.config import AutoroiConfig
 from autoroi.errors import AutoroiError, SchemaDriftError, SourceError
-from autoroi.lake import Lake, TableStore, open_lake
+from autoroi.lake import TableStore, open_lake
+from autoroi.lake.tables import TableManifest
 from autoroi.replication.cdc import Progress, TableResult, compare_schemas, full_load, incremental
+from autoroi.replication.logical import Cursor, LogicalCapture, drop_slot, lsn_int
 from autoroi.replication.source import SourceReader
 from autoroi.source.db import connect_engine, redact, resolve_url
 
@@ -74,7 +76,10 @@ def replicate_tables(
         engine.dispose()
         raise
     report = ReplicationReport(source=redact(url), lake=lake.uri)
+    capture: LogicalCapture | None = None
     try:
+        # the slot exists, and its end position is read, before the snapshot
+        capture = LogicalCapture.open(engine, lake, cfg.replication, str(url.database or ""))
         with SourceReader(engine, cfg.replication.batch_rows) as reader:
             available = reader.table_names()
             if not available:
@@ -86,31 +91,82 @@ def replicate_tables(
                     f"unknown table(s) {', '.join(unknown)} in source {report.source};"
                     f" available: {', '.join(available) or 'none'}"
                 )
+            stores = {
+                name: TableStore(
+                    lake, RAW_ZONE, name, cfg.replication.compression, cfg.replication.keep_versions
+                )
+                for name in dict.fromkeys([*wanted, *(cfg.source.tables or available)])
+                if name in available
+            }
+            manifests = {name: store.manifest() for name, store in stores.items()}
+            if capture is not None:
+                capture.collect(reader.snapshot_id(), _cursors(capture, manifests), wanted)
             for name in wanted:
-                report.tables.append(_replicate_one(reader, lake, name, cfg, full_refresh, progress))
+                report.tables.append(
+                    _replicate_one(
+                        reader, stores[name], manifests[name], name, cfg, full_refresh, progress, capture
+                    )
+                )
+        if capture is not None:
+            capture.finish()
     finally:
+        if capture is not None:
+            capture.close()
         engine.dispose()
     report.seconds = time.perf_counter() - started
     return report
 
 
+def drop_replication_slot(
+    cfg: AutoroiConfig, *, source_url: str | None = None, lake_uri: str | None = None
+) -> str:
+    """``autoroi replicate --drop-slot``: drop the lake's replication slot
+    (and publication) on a PostgreSQL source."""
+    url = resolve_url(cfg.source, source_url)
+    if url.get_backend_name() != "postgresql":
+        raise SourceError("only a PostgreSQL source has a replication slot")
+    lake = open_lake(lake_uri or cfg.lake.uri, cfg.lake)
+    engine = connect_engine(url, cfg.source.connect_timeout_s)
+    try:
+        message = drop_slot(engine, lake, cfg.replication, str(url.database or ""))
+    finally:
+        engine.dispose()
+    log.info("%s", message)
+    return message
+
+
+def _cursors(capture: LogicalCapture, manifests: dict[str, TableManifest | None]) -> list[Cursor]:
+    """Each keyed table's position in the slot, as its manifest has it."""
+    out = []
+    for name, m in manifests.items():
+        key = m.state.get("key") if m is not None else None
+        if m is None or not key:
+            continue
+        cdc = m.state.get("cdc") or {}
+        lsn = lsn_int(cdc["lsn"]) if cdc.get("slot") == capture.slot and cdc.get("lsn") else None
+        out.append(Cursor(name, str(key), m.version, lsn))
+    return out
+
+
 def _replicate_one(
     reader: SourceReader,
-    lake: Lake,
+    store: TableStore,
+    current: TableManifest | None,
     name: str,
     cfg: AutoroiConfig,
     full_refresh: bool,
     progress: Progress | None,
+    capture: LogicalCapture | None,
 ) -> TableResult:
-    rc = cfg.replication
-    store = TableStore(lake, RAW_ZONE, name, rc.compression, rc.keep_versions)
     t0 = time.perf_counter()
     try:
         with reader.table_scope():
-            return _replicate_in_scope(reader, store, name, cfg, full_refresh, progress)
+            result = _replicate_in_scope(reader, store, current, name, cfg, full_refresh, progress, capture)
+        if capture is not None and result.deletes:
+            capture.record(name, result.version, result.deletes)
+        return result
     except (SchemaDriftError, SourceError) as e:
         log.error("%s: %s", name, e)
-        current = store.manifest()
         result = TableResult(
             name,
             "failed",
@@ -125,14 +181,17 @@ def _replicate_one(
 def _replicate_in_scope(
     reader: SourceReader,
     store: TableStore,
+    current: TableManifest | None,
     name: str,
     cfg: AutoroiConfig,
     full_refresh: bool,
     progress: Progress | None,
+    capture: LogicalCapture | None,
 ) -> TableResult:
     rc = cfg.replication
     st = reader.reflect(name)
-    current = store.manifest()
+    plan = capture.plan(name) if capture is not None else None
+    cdc = capture.state(name) if capture is not None and st.key is not None else None
     reload_reason = ""
     if current is None:
         reload_reason = "first load"
@@ -144,19 +203,29 @@ def _replicate_in_scope(
             reload_reason = f"schema changed (added: {', '.join(added) or 'none'})"
         elif st.key is None or not st.updated_at:
             reload_reason = "no integer primary key or updated_at column"
+        elif st.key != current.state.get("key"):
+            reload_reason = f"primary key changed to {st.key}"
+        elif plan is not None and plan.truncated:
+            reload_reason = "the table was truncated at the source"
     if reload_reason:
         log.info("%s: full load (%s)", name, reload_reason)
-        result = full_load(reader, store, st, rc, progress, current)
+        result = full_load(reader, store, st, rc, progress, current, cdc)
+        if st.key is None:
+            result.deletes = ""
     else:
         assert current is not None
-        result = incremental(reader, store, st, rc, current)
-    result.message = reload_reason
+        result = incremental(reader, store, st, rc, current, plan, cdc)
+        if plan is not None and plan.note:
+            result.message = f"deletes by key reconciliation: {plan.note}"
+    if reload_reason:
+        result.message = reload_reason
     if result.status == "full_load" and current is not None:
         result.message += "; a reload counts inserts and deletes by key, not updates"
     log.info(
-        "%s: %s, %d rows in lake, %d extracted (+%d ~%d -%d) in %.2fs (%.0f rows/s)",
+        "%s: %s (deletes: %s), %d rows in lake, %d extracted (+%d ~%d -%d) in %.2fs (%.0f rows/s)",
         name,
         result.status,
+        result.deletes or "-",
         result.rows,
         result.extracted,
         result.inserted,
