@@ -46,8 +46,14 @@ def progress_bar() -> Iterator[Any]:
 
 def replication_table(report: Any) -> None:
     table = Table(title=f"replication {report.source} -> {report.lake} ({report.seconds:.1f}s)")
-    for col in ("table", "status", "rows", "inserted", "updated", "deleted", "seconds", "rows/s", "note"):
-        table.add_column(col, justify="right" if col not in ("table", "status", "note") else "left")
+    for col in ("table", "status"):
+        table.add_column(col)
+    for col in ("rows", "inserted", "updated", "deleted"):
+        table.add_column(col, justify="right")
+    table.add_column("deletes via")
+    for col in ("seconds", "rows/s"):
+        table.add_column(col, justify="right")
+    table.add_column("note")
     for t in report.tables:
         table.add_row(
             t.table,
@@ -56,6 +62,7 @@ def replication_table(report: Any) -> None:
             f"{t.inserted:,}",
             f"{t.updated:,}",
             f"{t.deleted:,}",
+            getattr(t, "deletes", "") or "",
             f"{t.seconds:.2f}",
             f"{t.rows_per_second:,.0f}",
             t.message[:80],
@@ -97,3 +104,29 @@ def _per_table(batch: Any) -> dict[str, dict[str, int]]:
         for name, n in (getattr(batch, kind, None) or {}).items():
             out.setdefault(name, {})[kind] = n
     return out
+
+
+def ingest_result(out: dict[str, Any], lake_uri: str) -> None:
+    """What an ``ingest`` run did: replication per table, then the master table."""
+    from autoroi.lake.master import MasterStore
+    from autoroi.lake.storage import open_lake
+    from autoroi.replication.replicate import report_from_dict
+
+    replication_table(report_from_dict(out["replication"]))
+    version, changed = out.get("master_version"), out.get("master_changed")
+    manifest = MasterStore(open_lake(lake_uri)).manifest(str(version)) or {}
+    anonymity = manifest.get("anonymity", {})
+    table = Table(title="master table")
+    table.add_column("version")
+    table.add_column("latest moved")
+    table.add_column("rows", justify="right")
+    table.add_column("k", justify="right")
+    table.add_column("anonymity (merged / suppressed)")
+    table.add_row(
+        str(version),
+        "yes" if changed else "no (same content)",
+        f"{manifest.get('rows', 0):,}",
+        str(manifest.get("k", "")),
+        ", ".join(f"{k} {v}" for k, v in anonymity.items() if not isinstance(v, dict | list))[:90],
+    )
+    console.print(table)
