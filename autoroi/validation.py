@@ -57,6 +57,10 @@ class ValidationReport:
             raise ValidationFailed(f"master table failed validation ({reasons}); nothing was published")
 
 
+# any integer width (Spark writes int32 counts, int64 sums)
+_INTEGER = pdx.Check(lambda s: pd.api.types.is_integer_dtype(s.dtype), name="integer_dtype")
+
+
 def master_schema(k: int) -> pdx.DataFrameSchema:
     """Columns every master table has; feature columns beyond these are
     checked generically (numeric ones must be finite)."""
@@ -68,8 +72,8 @@ def master_schema(k: int) -> pdx.DataFrameSchema:
             "vehicle_model": pdx.Column(str, nullable=False),
             "super_region": pdx.Column(str, nullable=False),
             "segment": pdx.Column(str, nullable=False),
-            "units": pdx.Column(int, pdx.Check.ge(0), nullable=False),
-            "dealer_count": pdx.Column(int, pdx.Check.ge(k), nullable=False),
+            "units": pdx.Column(None, [_INTEGER, pdx.Check.ge(0)], nullable=False),
+            "dealer_count": pdx.Column(None, [_INTEGER, pdx.Check.ge(k)], nullable=False),
             "msrp": pdx.Column(float, pdx.Check.gt(0), nullable=False),
             "unit_margin": pdx.Column(float, nullable=False),
         },

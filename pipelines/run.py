@@ -81,11 +81,17 @@ def run_local(name: str, cfg: AutoroiConfig, log_path: Path | None = None) -> di
                 raise
             tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-25:])
             raise PipelineFailed(f"{e}\n--- last lines of {log_path} ---\n{tail}") from e
-    output = task.output
-    try:
-        return json.loads(output) if isinstance(output, str) else {"output": output}
-    except json.JSONDecodeError:
-        return {"output": output}
+    return {name: _decode(value) for name, value in task.outputs.items()}
+
+
+def _decode(value: Any) -> Any:
+    """Outputs that carry a JSON report come back parsed."""
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
 
 
 @contextmanager

@@ -10,7 +10,9 @@ import pyarrow as pa
 MONDAY = dt.date(2025, 1, 6)
 
 
-def master_table(weeks: int = 8, cells: int = 3, units: int = 10, k: int = 5, start: dt.date = MONDAY) -> pa.Table:
+def master_table(
+    weeks: int = 8, cells: int = 3, units: int = 10, k: int = 5, start: dt.date = MONDAY
+) -> pa.Table:
     rows: dict[str, list] = {
         k_: []
         for k_ in (

@@ -1,13 +1,15 @@
 """``autoroi demo``: the whole current capability on embedded defaults.
 
 A simulated dealer database (SQLite file), the ``ingest`` pipeline through
-``kfp.local``, a stream of source changes, and ``ingest`` again: what a user
-sees when the platform replicates an on-prem database into the lake.
+``kfp.local`` (replicate, strip PII, build the master table with Spark,
+validate, scan, publish), a stream of source changes, ``ingest`` again, and a
+last ``ingest`` on unchanged data that must leave the master version alone.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -21,9 +23,8 @@ from autoroi.cli.common import config_option, load
 @click.option("--scale", type=click.Choice(["small", "medium", "large"]), default="small", show_default=True)
 def demo(config_path: Path | None, workdir: Path, seed: int, scale: str) -> None:
     """Generate a dealer database, ingest it, change it, ingest again."""
-    from autoroi.cli.render import console, counts_table, mutation_table, replication_table
+    from autoroi.cli.render import console, counts_table, ingest_result, mutation_table
     from autoroi.errors import AutoroiError
-    from autoroi.replication.replicate import report_from_dict
     from autoroi.source.db import connect_engine, parse_url
     from autoroi.source.generate import generate_source
     from autoroi.source.mutate import mutate_source
@@ -38,6 +39,15 @@ def demo(config_path: Path | None, workdir: Path, seed: int, scale: str) -> None
         lake_uri=str(workdir / "lake"),
         kfp={"pipeline_root": str(workdir / "kfp")},
     )
+    key_note = _throwaway_key(cfg, workdir)
+    if key_note:
+        cfg = cfg.model_copy(
+            update={"anonymize": cfg.anonymize.model_copy(update={"hmac_key_file": key_note})}
+        )
+        console.print(
+            f"[yellow]no AUTOROI_HMAC_KEY set: generated a throwaway pseudonymization key in {key_note}"
+            " (demo only; set AUTOROI_HMAC_KEY or anonymize.hmac_key_file for real data)[/yellow]"
+        )
     engine = connect_engine(parse_url(cfg.source.url))
     logs = workdir / "kfp" / "logs"
 
@@ -48,26 +58,45 @@ def demo(config_path: Path | None, workdir: Path, seed: int, scale: str) -> None
                 out = run_local("ingest", cfg, logs / f"ingest-{step.replace('/', 'of')}.log")
         except PipelineFailed as e:
             raise AutoroiError(str(e)) from e
-        replication_table(report_from_dict(out))
+        ingest_result(out, cfg.lake.uri)
 
     try:
-        console.rule("1/6 generate the dealer database")
+        console.rule("1/7 generate the dealer database")
         with console.status(f"generating ({scale}, seed {seed}) ..."):
             gen = generate_source(engine, seed=seed, scale=scale, truth_path=workdir / "truth.parquet")
         counts_table(f"source {source} ({gen.seconds:.1f}s)", gen.rows)
-        ingest("2/6", "full load")
+        ingest("2/7", "full load")
 
-        console.rule("3/6 change the source: new sales, corrections, cancellations, a new column")
+        console.rule("3/7 change the source: new sales, corrections, cancellations, a new column")
         mutation_table(mutate_source(engine, seed=seed, batches=1))
-        ingest("4/6", "change capture; the new column reloads sales")
+        ingest("4/7", "change capture; the new column reloads sales")
 
-        console.rule("5/6 change the source again")
+        console.rule("5/7 change the source again")
         mutation_table(mutate_source(engine, seed=seed, batches=1))
-        ingest("6/6", "change capture")
+        ingest("6/7", "change capture")
+        ingest("7/7", "nothing changed: same master version, latest stays")
     finally:
         engine.dispose()
     console.print(
-        f"\nlake: {cfg.lake.uri}/raw/<table>/ (Parquet; read with pyarrow.dataset)\n"
+        f"\nlake: {cfg.lake.uri}/raw/<table>/ (restricted: PII), curated/<table>/ (anonymized),"
+        " master/latest -> master/<version>/data/ (Parquet; read with pyarrow.dataset)\n"
         f"ground truth (evaluation only): {workdir / 'truth.parquet'}\n"
         f"kfp.local run artifacts and logs: {cfg.kfp.pipeline_root}"
     )
+
+
+def _throwaway_key(cfg: Any, workdir: Path) -> Path | None:
+    """The demo's own key when the user has none; kept in the work folder so
+    pseudonyms stay the same across the demo's runs."""
+    import os
+    import secrets
+
+    if cfg.anonymize.hmac_key_file is not None or os.environ.get(cfg.anonymize.hmac_key_env):
+        return None
+    path = workdir / "secrets" / "hmac.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path

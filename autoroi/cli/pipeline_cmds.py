@@ -23,12 +23,13 @@ def run(
     """Run PIPELINE locally through kfp.local (subprocess runner)."""
     from datetime import datetime
 
-    from autoroi.cli.render import console, replication_table
+    from autoroi.anonymize import load_hmac_key
+    from autoroi.cli.render import console, ingest_result
     from autoroi.errors import AutoroiError
-    from autoroi.replication.replicate import report_from_dict
     from pipelines.run import PipelineFailed, run_local
 
     cfg = load(config_path, source_url, lake_uri)
+    load_hmac_key(cfg.anonymize)  # fail before replicating when the key is missing or short
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     log_path = None if verbose else Path(cfg.kfp.pipeline_root) / "logs" / f"{pipeline}-{stamp}.log"
     try:
@@ -36,7 +37,7 @@ def run(
             out = run_local(pipeline, cfg, log_path)
     except PipelineFailed as e:
         raise AutoroiError(str(e)) from e
-    replication_table(report_from_dict(out))
+    ingest_result(out, cfg.lake.uri)
     if log_path:
         console.print(f"pipeline log: {log_path}")
 

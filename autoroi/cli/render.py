@@ -121,12 +121,24 @@ def ingest_result(out: dict[str, Any], lake_uri: str) -> None:
     table.add_column("latest moved")
     table.add_column("rows", justify="right")
     table.add_column("k", justify="right")
-    table.add_column("anonymity (merged / suppressed)")
+    table.add_column("k-anonymity")
     table.add_row(
         str(version),
         "yes" if changed else "no (same content)",
         f"{manifest.get('rows', 0):,}",
         str(manifest.get("k", "")),
-        ", ".join(f"{k} {v}" for k, v in anonymity.items() if not isinstance(v, dict | list))[:90],
+        _anonymity_line(anonymity),
     )
     console.print(table)
+
+
+def _anonymity_line(a: dict[str, Any]) -> str:
+    """Fine (region x model) cell-weeks below k: merged into coarser cells, or suppressed."""
+    if not a:
+        return ""
+    return (
+        f"{a.get('merged_fine_cells', 0):,} fine cell-weeks merged into"
+        f" {a.get('merged_rows', 0):,} coarser rows ({a.get('merged_units', 0):,} units);"
+        f" {a.get('suppressed_fine_cells', 0):,} suppressed"
+        f" ({a.get('suppressed_units', 0):,} units)"
+    )

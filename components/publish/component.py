@@ -36,8 +36,8 @@ def publish(
     )
     metrics.log_metric("changed", int(result.changed))
     metrics.log_metric("curated_tables_changed", len(result.curated_changed))
-    outputs = namedtuple("PublishOutputs", ["changed", "version", "report"])
-    return outputs(result.changed, result.version, json.dumps(result.to_dict()))
+    PublishOutputs = namedtuple("PublishOutputs", ["changed", "version", "report"])
+    return PublishOutputs(result.changed, result.version, json.dumps(result.to_dict()))
 
 
 def build(base_image: str) -> "python_component.PythonComponent":

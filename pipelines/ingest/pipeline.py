@@ -1,39 +1,101 @@
-"""The ``ingest`` pipeline: replicate (later: anonymize, preprocess, publish,
-and train when the master table changed).
+"""The ``ingest`` pipeline: replicate -> anonymize -> preprocess -> validate ->
+scan -> publish (later: train when the master table changed).
 
-The same definition runs locally through ``kfp.local`` and on a cluster; only
-the runner differs.
+Steps after ``replicate`` pass their tables as pipeline artifacts (staging);
+only ``publish`` writes ``curated/`` and ``master/``, and it runs only when
+validation and the PII scan passed. The same definition runs locally through
+``kfp.local`` and on a cluster; only the runner differs.
 """
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from kfp import dsl
 
 from autoroi.config import AutoroiConfig
+from components.anonymize import component as anonymize_component
+from components.preprocess import component as preprocess_component
+from components.publish import component as publish_component
 from components.replicate import component as replicate_component
+from components.scan import component as scan_component
+from components.validate import component as validate_component
 
 PIPELINE_NAME = "autoroi-ingest"
 
 
+class IngestOutputs(NamedTuple):
+    """What a run tells its caller (and ``train``'s trigger, next)."""
+
+    replication: str
+    master_version: str
+    master_changed: bool
+    published: str
+
+
 def build_pipeline(cfg: AutoroiConfig) -> Any:
     """The pipeline function, with component images taken from ``cfg``."""
-    replicate_op = replicate_component.build(cfg.kfp.base_image)
+    image = cfg.kfp.base_image
+    replicate_op = replicate_component.build(image)
+    anonymize_op = anonymize_component.build(image)
+    preprocess_op = preprocess_component.build(image)
+    validate_op = validate_component.build(image)
+    scan_op = scan_component.build(image)
+    publish_op = publish_component.build(image)
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
-        description="Replicate the dealer database into the lake's raw zone"
-        " (full load, then change capture).",
+        description="Replicate the dealer database into the lake, strip PII, build the"
+        " k-anonymous master table with Spark, validate, scan and publish it.",
     )
-    def ingest(source_url: str, lake_uri: str, config_json: str) -> str:
+    def ingest(source_url: str, lake_uri: str, config_json: str) -> IngestOutputs:
         """
         Args:
             source_url: SQLAlchemy URL of the dealer database, without password (it comes from a Secret).
             lake_uri: Lake root: a folder or s3://bucket/prefix.
             config_json: The effective autoroi configuration (no secrets), as JSON.
         """
-        replicate_task = replicate_op(source_url=source_url, lake_uri=lake_uri, config_json=config_json)
-        replicate_task.set_display_name("Replicate dealer database")
-        replicate_task.set_caching_options(False)  # the source changes under the same parameters
-        return replicate_task.outputs["Output"]
+        replicate = replicate_op(source_url=source_url, lake_uri=lake_uri, config_json=config_json)
+        replicate.set_display_name("Replicate dealer database")
+        replicate.set_caching_options(False)  # the source changes under the same parameters
+
+        anonymize = anonymize_op(lake_uri=lake_uri, config_json=config_json).after(replicate)
+        anonymize.set_display_name("Strip PII (allow-list, HMAC pseudonyms)")
+        anonymize.set_caching_options(False)  # reads the raw zone, which replicate just changed
+
+        preprocess = preprocess_op(config_json=config_json, curated=anonymize.outputs["curated"])
+        preprocess.set_display_name("Build master table (Spark, k-anonymity)")
+
+        validate = validate_op(
+            lake_uri=lake_uri,
+            config_json=config_json,
+            curated=anonymize.outputs["curated"],
+            master=preprocess.outputs["master"],
+        )
+        validate.set_display_name("Validate master table")
+        validate.set_caching_options(False)  # compares with the lake's current master
+
+        scan = scan_op(
+            lake_uri=lake_uri,
+            config_json=config_json,
+            curated=anonymize.outputs["curated"],
+            master=preprocess.outputs["master"],
+        ).after(validate)
+        scan.set_display_name("Scan outputs for PII")
+        scan.set_caching_options(False)  # identifiers come from the raw zone
+
+        publish = publish_op(
+            lake_uri=lake_uri,
+            config_json=config_json,
+            curated=anonymize.outputs["curated"],
+            master=preprocess.outputs["master"],
+        ).after(scan)
+        publish.set_display_name("Publish curated tables and master version")
+        publish.set_caching_options(False)
+
+        return IngestOutputs(
+            replicate.outputs["Output"],
+            publish.outputs["version"],
+            publish.outputs["changed"],
+            publish.outputs["report"],
+        )
 
     return ingest

@@ -1,60 +1,128 @@
-"""Local pipeline tier: ``ingest`` through kfp.local's SubprocessRunner, and
-its compiled form."""
+"""Local pipeline tier: ``ingest`` (replicate -> anonymize -> preprocess ->
+validate -> scan -> publish) through kfp.local's SubprocessRunner, and its
+compiled form."""
 
-import datetime as dt
+import json
 from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
-import sqlalchemy as sa
 import yaml
 
 from autoroi.config import load_config
+from autoroi.lake.master import MasterStore
+from autoroi.lake.storage import open_lake
+from autoroi.source.db import connect_engine, parse_url
+from autoroi.source.mutate import mutate_source
 from pipelines.run import arguments, compile_all, run_local
-from tests.sqlite_source import T0, make_source
+from tests.dms_source import make_dms_source
 
 pytestmark = pytest.mark.pipeline
 
+HMAC_KEY = "k" * 48
 
-def _cfg(tmp_path: Path, url: str):
+
+@pytest.fixture(autouse=True)
+def _hmac_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTOROI_HMAC_KEY", HMAC_KEY)
+
+
+@pytest.fixture(scope="module")
+def dms_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One generated source, copied per test (generating is the slow part)."""
+    path = tmp_path_factory.mktemp("dms") / "dms.sqlite"
+    make_dms_source(path)
+    return path
+
+
+def _source(tmp_path: Path, template: Path) -> str:
+    path = tmp_path / "dms.sqlite"
+    path.write_bytes(template.read_bytes())
+    return f"sqlite:///{path}"
+
+
+def _cfg(tmp_path: Path, url: str, **sections):
     return load_config(
         overrides={
             "source": {"url": url},
             "lake": {"uri": str(tmp_path / "lake")},
             "kfp": {"pipeline_root": str(tmp_path / "kfp")},
+            **sections,
         }
     )
 
 
-def test_ingest_runs_locally_full_then_incremental(tmp_path: Path):
-    url = make_source(tmp_path / "src.db", rows=400)
+def test_ingest_publishes_versions_only_when_the_data_change(tmp_path: Path, dms_template: Path):
+    url = _source(tmp_path, dms_template)
     cfg = _cfg(tmp_path, url)
+    store = MasterStore(open_lake(cfg.lake.uri))
 
     first = run_local("ingest", cfg)
-    assert first["tables"][0]["status"] == "full_load"
-    assert first["tables"][0]["rows"] == 400
+    assert {t["status"] for t in first["replication"]["tables"]} == {"full_load"}
+    assert first["master_changed"] is True
+    v1 = first["master_version"]
+    assert store.latest()["version"] == v1
+    manifest = store.manifest(v1)
+    assert manifest["k"] == 5 and manifest["rows"] > 0
+    assert manifest["source"]["sales"]["rows"] == 30_000
+    master = store.read()
+    assert min(master.column("dealer_count").to_pylist()) >= 5
+    for table in ("sales", "customers", "dealers"):
+        curated = ds.dataset(tmp_path / "lake" / "curated" / table, format="parquet")
+        assert curated.count_rows() > 0
+        assert "vin" not in curated.schema.names and "email" not in curated.schema.names
 
-    engine = sa.create_engine(url)
-    with engine.begin() as c:
-        c.exec_driver_sql("DELETE FROM items WHERE item_id <= 10")
-        c.execute(
-            sa.text("UPDATE items SET price = 1, updated_at = :t WHERE item_id = 200"),
-            {"t": (T0 + dt.timedelta(days=30)).replace(tzinfo=None)},
-        )
+    again = run_local("ingest", cfg)
+    assert {t["status"] for t in again["replication"]["tables"]} == {"unchanged"}
+    assert (again["master_version"], again["master_changed"]) == (v1, False)
+    assert store.latest()["version"] == v1
+
+    engine = connect_engine(parse_url(url))
+    mutate_source(engine, seed=5, batches=1)
     engine.dispose()
 
-    second = run_local("ingest", cfg)
-    t = second["tables"][0]
-    assert (t["status"], t["rows"], t["deleted"], t["updated"], t["inserted"]) == (
-        "incremental",
-        390,
-        10,
-        1,
-        0,
+    # a validation bound that the change breaks: the run fails, latest stays
+    strict = _cfg(tmp_path, url, validation={"max_row_count_change": 0.0, "max_mean_units_change": 0.0})
+    with pytest.raises(RuntimeError):
+        run_local("ingest", strict)
+    assert store.latest()["version"] == v1
+
+    changed = run_local("ingest", cfg)
+    assert changed["master_changed"] is True
+    v2 = changed["master_version"]
+    assert v2 != v1 and store.latest()["version"] == v2
+    assert store.manifest(v2)["previous"] == v1
+    # the new source column is not allowed into curated/ until someone allows it
+    assert "delivery_date" in ds.dataset(tmp_path / "lake" / "raw" / "sales", format="parquet").schema.names
+    assert (
+        "delivery_date"
+        not in ds.dataset(tmp_path / "lake" / "curated" / "sales", format="parquet").schema.names
     )
-    lake = ds.dataset(tmp_path / "lake" / "raw" / "items", format="parquet").to_table()
-    assert lake.num_rows == 390
-    assert sorted(lake.column("item_id").to_pylist()) == list(range(11, 401))
+
+
+def test_leaking_configuration_fails_the_scan_and_publishes_nothing(tmp_path: Path, dms_template: Path):
+    url = _source(tmp_path, dms_template)
+    allow = load_config().anonymize.allow
+    allow["customers"]["email"] = "keep"
+    cfg = _cfg(tmp_path, url, anonymize={"allow": allow})
+    log = tmp_path / "run.log"
+    with pytest.raises(RuntimeError):
+        run_local("ingest", cfg, log)
+    text = log.read_text()
+    assert "email" in text
+    assert not (tmp_path / "lake" / "curated").exists()
+    assert not (tmp_path / "lake" / "master").exists()
+    assert (tmp_path / "lake" / "raw" / "customers").exists()
+
+
+def test_missing_hmac_key_fails_before_anything_is_published(tmp_path: Path, dms_template, monkeypatch):
+    monkeypatch.delenv("AUTOROI_HMAC_KEY")
+    cfg = _cfg(tmp_path, _source(tmp_path, dms_template))
+    log = tmp_path / "run.log"
+    with pytest.raises(RuntimeError):
+        run_local("ingest", cfg, log)
+    assert "AUTOROI_HMAC_KEY" in log.read_text()
+    assert not (tmp_path / "lake" / "curated").exists()
 
 
 def test_password_never_becomes_a_parameter(tmp_path: Path):
@@ -78,9 +146,22 @@ def test_compile_is_deterministic_and_names_steps(tmp_path: Path):
     assert path.read_bytes() == again.read_bytes()
     spec = yaml.safe_load(path.read_text())
     assert spec["pipelineInfo"]["name"] == "autoroi-ingest"
-    task = spec["root"]["dag"]["tasks"]["replicate"]
-    assert task["taskInfo"]["name"] == "Replicate dealer database"
-    assert task["cachingOptions"] == {} or task["cachingOptions"].get("enableCache") is not True
+    tasks = spec["root"]["dag"]["tasks"]
+    names = {t["taskInfo"]["name"] for t in tasks.values()}
+    assert names == {
+        "Replicate dealer database",
+        "Strip PII (allow-list, HMAC pseudonyms)",
+        "Build master table (Spark, k-anonymity)",
+        "Validate master table",
+        "Scan outputs for PII",
+        "Publish curated tables and master version",
+    }
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert images == {"registry.example.com/autoroi/components:abc"}
-    assert set(spec["root"]["inputDefinitions"]["parameters"]) == {"source_url", "lake_uri", "config_json"}
+    assert set(spec["root"]["outputDefinitions"]["parameters"]) == {
+        "replication",
+        "master_version",
+        "master_changed",
+        "published",
+    }
+    assert json.dumps(spec).count("hunter2") == 0

@@ -116,3 +116,16 @@ def test_freshness_against_the_clock_when_configured():
 def test_empty_table_fails():
     report = validate_master(master_table().slice(0, 0), CFG, k=5)
     assert "not_empty" in _failed(report)
+
+
+def test_counts_may_be_any_integer_width_but_not_floats():
+    import pyarrow as pa
+
+    t = master_table()
+    i = t.schema.get_field_index("dealer_count")
+    narrow = t.set_column(i, pa.field("dealer_count", pa.int32()), t.column("dealer_count").cast(pa.int32()))
+    assert validate_master(narrow, CFG, k=5).ok
+    j = t.schema.get_field_index("units")
+    floats = t.set_column(j, pa.field("units", pa.float64()), t.column("units").cast(pa.float64()))
+    report = validate_master(floats, CFG, k=5)
+    assert "units integer_dtype" in report.failed[0].detail

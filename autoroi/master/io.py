@@ -1,0 +1,156 @@
+"""Reading the curated tables into Spark and writing the master table: the
+I/O around the pure transforms, for the ``preprocess`` component.
+
+Curated artifact: ``<dir>/<table>/*.parquet`` (plus ``_report.json``; Spark
+skips ``_``/``.`` names). Master artifact: ``<dir>/part-00000.parquet`` and
+``<dir>/_report.json``. The master table is small (cells x weeks), so it is
+collected through Arrow and written by pyarrow as one file: one deterministic
+name, the rows in the table's order, no Spark commit protocol files, and the
+same bytes for the same input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.pandas.types import from_arrow_schema
+
+from autoroi.config import MasterConfig
+from autoroi.errors import MasterTableError
+from autoroi.master.build import REQUIRED_COLUMNS, MasterReport, build_master_table
+
+PART_FILE = "part-00000.parquet"
+REPORT_FILE = "_report.json"
+
+
+SMALL_TABLE_BYTES = 32 << 20
+
+
+def _parquet_bytes(folder: Path) -> int:
+    return sum(
+        f.stat().st_size
+        for f in folder.rglob("*.parquet")
+        if not any(part.startswith(("_", ".")) for part in f.relative_to(folder).parts)
+    )
+
+
+def read_curated(
+    spark: SparkSession, root: str | Path, tables: Any = None, small_bytes: int = SMALL_TABLE_BYTES
+) -> dict[str, DataFrame]:
+    """``<root>/<table>`` as Spark DataFrames, for each table the build reads
+    (default) or each name in ``tables``.
+
+    A table under ``small_bytes`` of Parquet (every table but ``sales``: regions,
+    dealers, models, programs) is read on the driver with pyarrow and handed to
+    Spark as a local relation: no schema-inference job, and a broadcast of it
+    needs no job either. Larger tables are read by Spark, in parallel."""
+    names = list(REQUIRED_COLUMNS) if tables is None else list(tables)
+    out: dict[str, DataFrame] = {}
+    for name in names:
+        folder = Path(root) / name
+        if not folder.is_dir():
+            raise MasterTableError(f"curated table {name!r} is missing: no folder {folder}")
+        dataset = pads.dataset(str(folder), format="parquet", partitioning="hive")
+        if _parquet_bytes(folder) < small_bytes:
+            out[name] = spark.createDataFrame(dataset.to_table())
+            continue
+        try:  # the schema from the footers pyarrow reads anyway: no schema-inference job
+            out[name] = spark.read.schema(from_arrow_schema(dataset.schema)).parquet(str(folder))
+        except (TypeError, ValueError, NotImplementedError):  # a type without a Spark twin
+            out[name] = spark.read.parquet(str(folder))
+    return out
+
+
+def master_arrow(table: DataFrame) -> pa.Table:
+    """The (small, sorted) master table on the driver, through Arrow."""
+    return table.toArrow()
+
+
+def write_master(
+    path: str | Path, table: pa.Table, report: Mapping[str, Any], compression: str = "zstd"
+) -> Path:
+    """``<path>/part-00000.parquet`` and ``<path>/_report.json``, each written
+    under a temporary name and renamed; other ``part-*`` files are removed."""
+    root = Path(path)
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / PART_FILE
+    tmp = root / f".{PART_FILE}.tmp"
+    pq.write_table(table, tmp, compression=None if compression == "none" else compression)
+    os.replace(tmp, target)
+    for old in root.glob("part-*.parquet"):
+        if old.name != PART_FILE:
+            old.unlink()
+    rtmp = root / f".{REPORT_FILE}.tmp"
+    rtmp.write_text(json.dumps(dict(report), indent=2, sort_keys=True, default=str), encoding="utf-8")
+    os.replace(rtmp, root / REPORT_FILE)
+    return target
+
+
+@dataclass
+class PreprocessResult:
+    report: MasterReport
+    rows: int
+    columns: list[str]
+    seconds: float  # the whole step: session, build, write
+    spark_start_seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.report.to_dict(),
+            "columns": self.columns,
+            "step_seconds": round(self.seconds, 3),
+            "spark_start_seconds": round(self.spark_start_seconds, 3),
+        }
+
+    def metrics(self) -> dict[str, float]:
+        """Flat figures for a KFP ``Metrics`` artifact."""
+        r = self.report
+        out: dict[str, float] = {
+            "rows": r.rows,
+            "units": r.units,
+            "k": r.k,
+            "fine_cells": r.fine_cells,
+            "merged_rows": r.merged_rows,
+            "merged_cells": r.merged_fine_cells,
+            "merged_units": r.merged_units,
+            "suppressed_cells": r.suppressed_fine_cells,
+            "suppressed_units": r.suppressed_units,
+        }
+        for level, counts in r.levels.items():
+            out[f"{level}.rows"] = counts.rows
+        out["build_seconds"] = round(r.seconds, 3)
+        out["spark_start_seconds"] = round(self.spark_start_seconds, 3)
+        out["duration_seconds"] = round(self.seconds, 3)
+        return out
+
+
+def preprocess_dir(cfg: MasterConfig, curated_dir: str | Path, master_dir: str | Path) -> PreprocessResult:
+    """The ``preprocess`` step: a Spark session from ``cfg.spark``, the curated
+    folder in, the master table and its report out."""
+    from autoroi.spark import spark_session
+
+    started = time.perf_counter()
+    spark = spark_session(cfg.spark)
+    spark_ready = time.perf_counter()
+    df, report = build_master_table(spark, read_curated(spark, curated_dir), cfg.k)
+    arrow = master_arrow(df)
+    result = PreprocessResult(
+        report=report,
+        rows=arrow.num_rows,
+        columns=arrow.column_names,
+        seconds=0.0,
+        spark_start_seconds=spark_ready - started,
+    )
+    result.seconds = time.perf_counter() - started
+    write_master(master_dir, arrow, result.to_dict())
+    return result
