@@ -182,7 +182,9 @@ def holiday_sql(day: str) -> str:
         elif r.kind == "nth":
             conds.append(f"({base} AND isodow({day}) = {r.weekday} AND (day({day}) - 1) // 7 = {r.n - 1})")
         else:
-            conds.append(f"({base} AND isodow({day}) = {r.weekday} AND day({day}) > day(last_day({day})) - 7)")
+            conds.append(
+                f"({base} AND isodow({day}) = {r.weekday} AND day({day}) > day(last_day({day})) - 7)"
+            )
     return "(" + " OR ".join(conds) + ")"
 
 
@@ -213,10 +215,11 @@ def duckdb_sql(root: Path, k: int) -> str:
         f" AS offer_{ty}"
         for ty in INCENTIVE_TYPES
     ]
-    feats.append(f"max(CASE WHEN {active} THEN greatest(f.week_start - o.start_date, 0) END) AS days_into_program")
     feats.append(
-        "min(CASE WHEN o.end_date < f.week_start THEN f.week_start - o.end_date END) AS days_since_program_end"
+        f"max(CASE WHEN {active} THEN greatest(f.week_start - o.start_date, 0) END) AS days_into_program"
     )
+    ended = "o.end_date < f.week_start"
+    feats.append(f"min(CASE WHEN {ended} THEN f.week_start - o.end_date END) AS days_since_program_end")
 
     levels = []
     prev = "fine_feat0"
@@ -388,7 +391,9 @@ def worker_duckdb(spec: dict[str, Any]) -> dict[str, Any]:
     con = duckdb.connect()
     con.execute(f"SET threads = {os.cpu_count() or 1}")
     t0 = time.perf_counter()
-    arrow = con.execute(sql).to_arrow_table()
+    relation = con.sql(sql)
+    assert relation is not None
+    arrow = relation.to_arrow_table()
     t1 = time.perf_counter()
     pq.write_table(arrow, spec["out"])
     return {"build_s": t1 - t0, "rows": arrow.num_rows, "cpu_s": own_cpu_s(), "version": duckdb.__version__}
@@ -490,7 +495,9 @@ def compare(spark_path: Path, duck_path: Path) -> dict[str, Any]:
             if not same:
                 out["mismatched_columns"].append(name)
     out["agree"] = (
-        out["rows"][0] == out["rows"][1] and out["units"][0] == out["units"][1] and not out["mismatched_columns"]
+        out["rows"][0] == out["rows"][1]
+        and out["units"][0] == out["units"][1]
+        and not out["mismatched_columns"]
     )
     return out
 
@@ -534,7 +541,9 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+        return "  ".join(
+            c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
 
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
@@ -552,7 +561,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=SEED)
     p.add_argument("--master", help="spark.master (default: the config's, local[*])")
     p.add_argument(
-        "--conf", action="append", default=[], metavar="KEY=VALUE", help="a further Spark setting (repeatable)"
+        "--conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a further Spark setting (repeatable)",
     )
     p.add_argument("--work-dir", type=Path, default=REPO / "var" / "bench" / "preprocess")
     p.add_argument("--no-demo", action="store_true", help="skip the demo-size step")
@@ -663,6 +676,7 @@ def render(
                 f"{s['result']['warm_s']:.1f}",
                 f"{d['result']['build_s']:.2f}",
                 f"{r['ratio']:.1f}x",
+                f"{s['result']['warm_s'] / d['result']['build_s']:.1f}x",
                 f"{s['result']['rows']:,}",
                 f"{s['others']:.2f}/{d['others']:.2f}",
             ]
@@ -677,6 +691,7 @@ def render(
                 "spark warm s",
                 "duckdb s",
                 "spark/duckdb",
+                "warm/duckdb",
                 "master rows",
                 "others' cores",
             ],
@@ -685,7 +700,8 @@ def render(
     )
     out.append("")
     out.append("spark build: read + build_master_table + collect (Arrow), first build in a fresh JVM;")
-    out.append("warm: the same again in that session; spark/duckdb: build (no start-up) / duckdb.")
+    out.append("warm: the same again in that session; spark/duckdb: build (no start-up) / duckdb;")
+    out.append("others' cores: CPU other processes used during the spark/duckdb run (2 cores in all).")
     out.append("")
     out.append("Outputs agree?")
     for n in sizes:
@@ -695,7 +711,11 @@ def render(
         out.append(
             f"  {n:,}: {verdict} - rows spark {c['rows'][0]:,} / duckdb {c['rows'][1]:,},"
             f" units {c['units'][0]:,} / {c['units'][1]:,}"
-            + (f"; columns differing: {', '.join(c['mismatched_columns'])}" if c["mismatched_columns"] else "")
+            + (
+                f"; columns differing: {', '.join(c['mismatched_columns'])}"
+                if c["mismatched_columns"]
+                else ""
+            )
         )
         out.append(
             f"      k-anonymity: {rep['fine_cells']:,} fine cell-weeks; merged {rep['merged_fine_cells']:,}"

@@ -41,7 +41,7 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "program_eligibility": ("program_id", "region_id", "model_id"),
 }
 
-# The master table's columns, in order (README: "The master table").
+# The master table's columns, in order.
 COLUMNS: tuple[str, ...] = (
     *CELL_KEYS,
     "units",
@@ -115,15 +115,19 @@ def build_master_table(
 
     One row per published cell and week, in ``COLUMNS`` order, sorted by
     (cell_level, region, vehicle_model, week_start): the same input gives the
-    same rows in the same order. Steps: sales joined to dealers (region) and
-    programs; aggregated per dealer and fine cell-week; regions and vehicle
-    models attached; k-anonymity on dealers with merges into coarser cells;
-    incentive features from program eligibility and dates; calendar
-    features; lags and rolling means over the published series only.
+    same rows in the same order. Steps: sales joined to their dealer's region
+    and their program; folded into fine cells (region, vehicle model, week)
+    with dealer bitmaps -- the one pass over every sale; regions and vehicle
+    models attached; incentive features from program eligibility and dates;
+    k-anonymity on dealers, merging cells below ``k`` into coarser ones or
+    suppressing them; the published cells summed; calendar features; lags and
+    rolling means over the published series only.
 
-    Eager: the returned DataFrame is materialized (``localCheckpoint``: the
-    table is small, cells x weeks, and its plan is cut short), and so are the
-    fine cells on the way, the one step that reads every sale."""
+    Spark work: one parallel pass over the sales, then a few thousand to tens
+    of thousands of fine cells, processed in one partition (no shuffle, no
+    plan that repeats itself). Eager: the fine cells, the k-anonymity tags and
+    the returned table are materialized with ``localCheckpoint`` (the table
+    is small, cells x weeks), and the report's counts come from them."""
     if k < 1:
         raise MasterTableError(f"k must be at least 1, got {k}")
     check_curated(curated)
@@ -165,7 +169,7 @@ def _report(table: DataFrame, suppressed: DataFrame, k: int) -> MasterReport:
         levels[r["cell_level"]] = LevelCounts(int(r["rows"]), int(r["fine_cells"]), int(r["units"]))
         weeks += [r["first"], r["last"]]
     s = suppressed.agg(
-        F.countDistinct("region_id", "model_id", "week_start").alias("fine_cells"),
+        F.count(F.lit(1)).alias("fine_cells"),
         F.coalesce(F.sum("units"), F.lit(0)).alias("units"),
     ).first()
     sup_fc, sup_u = (int(s["fine_cells"]), int(s["units"])) if s is not None else (0, 0)

@@ -27,12 +27,15 @@ from pyspark.sql.pandas.types import from_arrow_schema
 
 from autoroi.config import MasterConfig
 from autoroi.errors import MasterTableError
-from autoroi.master.build import REQUIRED_COLUMNS, MasterReport, build_master_table
+from autoroi.master.build import COLUMNS, REQUIRED_COLUMNS, MasterReport, build_master_table
 
 PART_FILE = "part-00000.parquet"
 REPORT_FILE = "_report.json"
 
 
+# Read by Spark, in parallel; every other table the build reads (regions, dealers,
+# models, programs) is a dimension table, read on the driver when it is small.
+DISTRIBUTED_TABLES = ("sales",)
 SMALL_TABLE_BYTES = 32 << 20
 
 
@@ -44,16 +47,14 @@ def _parquet_bytes(folder: Path) -> int:
     )
 
 
-def read_curated(
-    spark: SparkSession, root: str | Path, tables: Any = None, small_bytes: int = SMALL_TABLE_BYTES
-) -> dict[str, DataFrame]:
+def read_curated(spark: SparkSession, root: str | Path, tables: Any = None) -> dict[str, DataFrame]:
     """``<root>/<table>`` as Spark DataFrames, for each table the build reads
     (default) or each name in ``tables``.
 
-    A table under ``small_bytes`` of Parquet (every table but ``sales``: regions,
-    dealers, models, programs) is read on the driver with pyarrow and handed to
-    Spark as a local relation: no schema-inference job, and a broadcast of it
-    needs no job either. Larger tables are read by Spark, in parallel."""
+    ``sales`` is read by Spark, in parallel, with the schema pyarrow finds in
+    the footers (no schema-inference job). A dimension table under 32 MiB of
+    Parquet is read on the driver with pyarrow and handed to Spark as a local
+    relation: no job to read it, and none to broadcast it."""
     names = list(REQUIRED_COLUMNS) if tables is None else list(tables)
     out: dict[str, DataFrame] = {}
     for name in names:
@@ -61,26 +62,67 @@ def read_curated(
         if not folder.is_dir():
             raise MasterTableError(f"curated table {name!r} is missing: no folder {folder}")
         dataset = pads.dataset(str(folder), format="parquet", partitioning="hive")
-        if _parquet_bytes(folder) < small_bytes:
+        if name not in DISTRIBUTED_TABLES and _parquet_bytes(folder) < SMALL_TABLE_BYTES:
             out[name] = spark.createDataFrame(dataset.to_table())
             continue
-        try:  # the schema from the footers pyarrow reads anyway: no schema-inference job
+        try:
             out[name] = spark.read.schema(from_arrow_schema(dataset.schema)).parquet(str(folder))
         except (TypeError, ValueError, NotImplementedError):  # a type without a Spark twin
             out[name] = spark.read.parquet(str(folder))
     return out
 
 
+_NOT_NULL = {
+    "cell_level",
+    "region",
+    "vehicle_model",
+    "super_region",
+    "segment",
+    "week_start",
+    "units",
+    "dealer_count",
+    "fine_cells",
+}
+
+
+def arrow_schema() -> pa.Schema:
+    """The master table's Arrow schema: the cell keys and counts are never null;
+    features may be (a lag without a published week, a program day count with
+    no program). Types as Spark computes them."""
+    types: dict[str, pa.DataType] = {c: pa.float64() for c in COLUMNS}
+    types.update(
+        {c: pa.string() for c in ("cell_level", "region", "vehicle_model", "super_region", "segment")}
+    )
+    types["week_start"] = pa.date32()
+    for c in COLUMNS:
+        if c in ("units", "dealer_count", "fine_cells", "incentive_units") or c.startswith("units_lag_"):
+            types[c] = pa.int64()
+        elif (
+            c.startswith("active_")
+            or c.startswith("days_")
+            or c
+            in (
+                "week_of_year",
+                "month",
+                "holiday_week",
+                "month_end_week",
+                "quarter_end_week",
+            )
+        ):
+            types[c] = pa.int32()
+    return pa.schema([pa.field(c, types[c], nullable=c not in _NOT_NULL) for c in COLUMNS])
+
+
 def master_arrow(table: DataFrame) -> pa.Table:
-    """The (small, sorted) master table on the driver, through Arrow."""
-    return table.toArrow()
+    """The (small, sorted) master table on the driver, through Arrow, with the
+    declared ``arrow_schema()`` (Spark's nullability flags vary with the plan;
+    the published schema does not)."""
+    return table.toArrow().cast(arrow_schema())
 
 
-def write_master(
-    path: str | Path, table: pa.Table, report: Mapping[str, Any], compression: str = "zstd"
-) -> Path:
-    """``<path>/part-00000.parquet`` and ``<path>/_report.json``, each written
-    under a temporary name and renamed; other ``part-*`` files are removed."""
+def write_master(path: str | Path, table: pa.Table, compression: str = "zstd") -> Path:
+    """``<path>/part-00000.parquet``, written under a temporary name and renamed;
+    other ``part-*`` files are removed."""
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
     target = root / PART_FILE
@@ -90,10 +132,17 @@ def write_master(
     for old in root.glob("part-*.parquet"):
         if old.name != PART_FILE:
             old.unlink()
-    rtmp = root / f".{REPORT_FILE}.tmp"
-    rtmp.write_text(json.dumps(dict(report), indent=2, sort_keys=True, default=str), encoding="utf-8")
-    os.replace(rtmp, root / REPORT_FILE)
     return target
+
+
+def write_report(path: str | Path, report: Mapping[str, Any]) -> Path:
+    """``<path>/_report.json``, written under a temporary name and renamed."""
+    root = Path(path)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".{REPORT_FILE}.tmp"
+    tmp.write_text(json.dumps(dict(report), indent=2, sort_keys=True, default=str), encoding="utf-8")
+    os.replace(tmp, root / REPORT_FILE)
+    return root / REPORT_FILE
 
 
 @dataclass
@@ -144,13 +193,13 @@ def preprocess_dir(cfg: MasterConfig, curated_dir: str | Path, master_dir: str |
     spark_ready = time.perf_counter()
     df, report = build_master_table(spark, read_curated(spark, curated_dir), cfg.k)
     arrow = master_arrow(df)
+    write_master(master_dir, arrow)
     result = PreprocessResult(
         report=report,
         rows=arrow.num_rows,
         columns=arrow.column_names,
-        seconds=0.0,
+        seconds=time.perf_counter() - started,
         spark_start_seconds=spark_ready - started,
     )
-    result.seconds = time.perf_counter() - started
-    write_master(master_dir, arrow, result.to_dict())
+    write_report(master_dir, result.to_dict())
     return result

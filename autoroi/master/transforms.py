@@ -311,7 +311,7 @@ def incentive_features(cells: DataFrame, programs: DataFrame, eligibility: DataF
         F.transform(ended, lambda o: F.datediff(ws, o["end_date"]))
     )
     features["active_program_count"] = F.size(active)
-    return x.select(*cells.columns, *[features[c].alias(c) for c in (*FEATURE_COLUMNS, "active_programs")])
+    return x.withColumns(features).drop("_offers")
 
 
 # --------------------------------------------------------------------------- k-anonymity and cells
@@ -356,21 +356,20 @@ def k_anonymize(cells: DataFrame, k: int, levels: Sequence[CellLevel] = LEVELS) 
     out = cells.withColumns(
         {"cell_level": F.lit(None).cast("string"), "cell_dealers": F.lit(None).cast("long")}
     )
-    for level in levels:
+    for level in levels:  # one projection per level
         still_open = F.col("cell_level").isNull()
         if level == FINE:  # one fine cell per group: its own dealers
             dealers = F.col("dealer_count")
         else:
             w = Window.partitionBy(still_open, level.region_from, level.model_from, "week_start")
             dealers = _union_size(F.collect_list("dealers").over(w))
-        out = out.withColumn("_dealers", dealers)
-        passes = still_open & (F.col("_dealers") >= k)
+        passes = still_open & (dealers >= k)
         out = out.withColumns(
             {
                 "cell_level": F.when(passes, F.lit(level.name)).otherwise(F.col("cell_level")),
-                "cell_dealers": F.when(passes, F.col("_dealers")).otherwise(F.col("cell_dealers")),
+                "cell_dealers": F.when(passes, dealers).otherwise(F.col("cell_dealers")),
             }
-        ).drop("_dealers")
+        )
     region = model = F.lit(None).cast("string")
     for level in levels:
         here = F.col("cell_level") == level.name
@@ -432,15 +431,14 @@ def cell_measures(sums: DataFrame) -> DataFrame:
     inc_units = F.col("incentive_units")
     amount = F.when(inc_units > 0, F.col("incentive_cents") / inc_units / 100).otherwise(F.lit(0.0))
     msrp = F.col("msrp_cents_units") / units / 100
-    dropped = ("incentive_cents", "msrp_cents_units", "margin_cents_units")
-    return sums.select(
-        *[c for c in sums.columns if c not in dropped],
-        msrp.alias("msrp"),
-        (F.col("margin_cents_units") / units / 100).alias("unit_margin"),
-        (inc_units / units).alias("incentive_share"),
-        amount.alias("incentive_amount"),
-        (amount / msrp).alias("incentive_depth"),
-    )
+    measures = {
+        "msrp": msrp,
+        "unit_margin": F.col("margin_cents_units") / units / 100,
+        "incentive_share": inc_units / units,
+        "incentive_amount": amount,
+        "incentive_depth": amount / msrp,
+    }
+    return sums.withColumns(measures).drop("incentive_cents", "msrp_cents_units", "margin_cents_units")
 
 
 def weekly_cells(cells: DataFrame) -> DataFrame:

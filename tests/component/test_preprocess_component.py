@@ -10,6 +10,7 @@ from kfp.dsl import Dataset, Metrics
 
 from autoroi.config import load_config
 from autoroi.master import COLUMNS
+from autoroi.master.io import arrow_schema
 from autoroi.master.sample import curated_like
 from autoroi.source.simulator import simulate
 from components.preprocess.component import build
@@ -47,6 +48,7 @@ def test_preprocess_writes_master_table_report_and_metrics(spark, curated_dir: P
     assert sorted(p.name for p in master.iterdir()) == ["_report.json", "part-00000.parquet"]
     table = pq.read_table(master / "part-00000.parquet")
     assert table.column_names == list(COLUMNS)
+    assert table.schema.equals(arrow_schema())  # the declared schema, not Spark's nullability
     assert table.num_rows == report["rows"] > 0
     assert pc.min(table["dealer_count"]).as_py() >= cfg.master.k  # k-anonymous, every row
     assert pc.sum(table["units"]).as_py() == report["units"]
