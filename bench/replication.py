@@ -72,6 +72,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cpuload import machine_busy_s  # bench/, the script's own folder
+
 REPO = Path(__file__).resolve().parent.parent
 RESULT_PREFIX = "BENCH-RESULT "
 SPEC_ENV = "BENCH_WORKER_SPEC"
@@ -644,17 +646,6 @@ def run_psql_copy(server: PgServer, db: str, dest: str) -> Measured:
     if m.returncode != 0:
         raise RuntimeError(f"psql failed with exit code {m.returncode}: {m.stdout}")
     return m
-
-
-def machine_busy_s() -> float:
-    """CPU seconds the whole machine has spent busy (all cores, since boot)."""
-    try:
-        with open("/proc/stat", encoding="ascii") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return 0.0
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def _measure(contender: str, server: PgServer, db: str, size: int, work: Path) -> tuple[Run, Measured]:
