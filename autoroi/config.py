@@ -289,6 +289,11 @@ class TrainingConfig(_Section):
         None, ge=1, description="epochs of the backtest and final fit (default: the best trial's epochs)"
     )
     gbm_iterations: int = Field(100, ge=1, description="boosting iterations of the hist_gbm baseline")
+    truth_path: str | None = Field(
+        None,
+        description="ground truth of a simulated source (autoroi generate --truth): scored against in"
+        " validation only (ROI MAE, Spearman, sign agreement); never a training input",
+    )
     gates: GateConfig = GateConfig()
 
     @field_validator("search_space")
