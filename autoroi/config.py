@@ -85,9 +85,24 @@ class ReplicationConfig(_Section):
         return v
 
 
+class StepResources(_Section):
+    """Kubernetes requests and limits of a heavy step (ignored by kfp.local)."""
+
+    cpu_request: str = Field("2", pattern=r"^\d+(\.\d+)?m?$")
+    cpu_limit: str = Field("4", pattern=r"^\d+(\.\d+)?m?$")
+    memory_request: str = Field("4Gi", pattern=r"^\d+(\.\d+)?([KMGT]i?)?$")
+    memory_limit: str = Field("8Gi", pattern=r"^\d+(\.\d+)?([KMGT]i?)?$")
+
+
 class KfpConfig(_Section):
     base_image: str = Field(
         "ghcr.io/autoroi/components:latest", description="image for lightweight components"
+    )
+    trainer_image: str = Field(
+        "ghcr.io/autoroi/trainer:latest", description="image with TensorFlow for tune, validate and fit"
+    )
+    train_resources: StepResources = Field(
+        default_factory=StepResources, description="requests and limits of tune, validate and fit"
     )
     pipeline_root: str = Field("var/kfp", description="where kfp.local keeps run artifacts")
 
@@ -289,6 +304,9 @@ class TrainingConfig(_Section):
         None, ge=1, description="epochs of the backtest and final fit (default: the best trial's epochs)"
     )
     gbm_iterations: int = Field(100, ge=1, description="boosting iterations of the hist_gbm baseline")
+    on_master_change: bool = Field(
+        True, description="ingest runs train (nested, dsl.If) when it published a new master version"
+    )
     truth_path: str | None = Field(
         None,
         description="ground truth of a simulated source (autoroi generate --truth): scored against in"

@@ -125,6 +125,20 @@ class ReviewNotice:
         lines.append(f"reject: {self.reject_command}")
         return "\n".join(lines)
 
+    def markdown(self) -> str:
+        """The notice as Markdown (the ``notify`` step's artifact in the Kubeflow UI)."""
+        lines = [f"### {self.headline}", ""]
+        if self.master_version:
+            lines.append(f"- master table: `{self.master_version}`")
+        lines.append(f"- gates: **{'passed' if self.gate_passed else 'FAILED'}**")
+        lines += [f"  - {r}" for r in self.reasons]
+        lines.append(f"- metrics (backtest): {self.metric_line()}")
+        lines.append(f"- report: `{self.report}`")
+        approve = "approve anyway (override)" if self.override_needed else "approve"
+        lines += ["", f"{approve}:", "", "```", self.approve_command, "```", "", "reject:", "", "```"]
+        lines += [self.reject_command, "```", ""]
+        return "\n".join(lines)
+
     def slack_payload(self) -> dict[str, Any]:
         """Slack incoming-webhook JSON: ``text`` (fallback, notifications) and
         ``blocks``. Slack reads ``&``, ``<`` and ``>`` as markup, so they are

@@ -17,7 +17,7 @@ from autoroi.source.db import parse_url, without_password
 
 log = logging.getLogger(__name__)
 
-PIPELINES = ("ingest",)
+PIPELINES = ("ingest", "train")
 
 
 def build(name: str, cfg: AutoroiConfig) -> Any:
@@ -25,14 +25,21 @@ def build(name: str, cfg: AutoroiConfig) -> Any:
         from pipelines.ingest.pipeline import build_pipeline
 
         return build_pipeline(cfg)
+    if name == "train":
+        from pipelines.train.pipeline import build_pipeline as build_train
+
+        return build_train(cfg)
     raise ValueError(f"unknown pipeline {name!r}; known: {', '.join(PIPELINES)}")
 
 
-def arguments(cfg: AutoroiConfig) -> dict[str, str]:
+def arguments(cfg: AutoroiConfig, name: str = "ingest") -> dict[str, Any]:
     """Pipeline arguments from the config; secrets never become parameters."""
     url = without_password(cfg.source.url)
     public = cfg.model_copy(update={"source": cfg.source.model_copy(update={"url": url})})
-    return {"source_url": url, "lake_uri": cfg.lake.uri, "config_json": public.model_dump_json()}
+    args = {"lake_uri": cfg.lake.uri, "config_json": public.model_dump_json()}
+    if name == "ingest":
+        return {"source_url": url, **args, "train_on_change": cfg.training.on_master_change}
+    return args
 
 
 @contextmanager
@@ -59,17 +66,20 @@ class PipelineFailed(RuntimeError):
     """A local run failed; the message carries the end of its log."""
 
 
-def run_local(name: str, cfg: AutoroiConfig, log_path: Path | None = None) -> dict[str, Any]:
+def run_local(
+    name: str, cfg: AutoroiConfig, log_path: Path | None = None, params: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Run a pipeline through ``kfp.local`` with the subprocess runner (the
     current environment, no containers); returns its outputs. With
-    ``log_path``, kfp's step-by-step output goes there instead of stdout."""
+    ``log_path``, kfp's step-by-step output goes there instead of stdout;
+    ``params`` adds or replaces pipeline arguments (``master_version``)."""
     from kfp import local
 
     root = Path(cfg.kfp.pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     pipeline = build(name, cfg)
-    args = arguments(cfg)
+    args = {**arguments(cfg, name), **(params or {})}
     with _password_in_env(cfg), _output_to(log_path), warnings.catch_warnings():
         # kfp.local notes that display names and images do nothing locally: expected
         warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -10,36 +11,90 @@ from autoroi.cli.common import config_option, lake_option, load, source_option
 
 
 @click.command()
-@click.argument("pipeline", type=click.Choice(["ingest"]))
+@click.argument("pipeline", type=click.Choice(["ingest", "train"]))
 @config_option
 @source_option
 @lake_option
 @click.option(
+    "--master-version", default=None, help="train: the master version to train on (default: latest)."
+)
+@click.option(
+    "--train/--no-train",
+    "train_on_change",
+    default=None,
+    help="ingest: run train when the master version changed (default: training.on_master_change).",
+)
+@click.option(
     "--verbose", is_flag=True, help="Stream kfp.local's step output instead of writing it to a log."
 )
 def run(
-    pipeline: str, config_path: Path | None, source_url: str | None, lake_uri: str | None, verbose: bool
+    pipeline: str,
+    config_path: Path | None,
+    source_url: str | None,
+    lake_uri: str | None,
+    master_version: str | None,
+    train_on_change: bool | None,
+    verbose: bool,
 ) -> None:
     """Run PIPELINE locally through kfp.local (subprocess runner)."""
+    from autoroi.anonymize import load_hmac_key
+
+    extra = {} if train_on_change is None else {"training": {"on_master_change": train_on_change}}
+    cfg = load(config_path, source_url, lake_uri, **extra)
+    if pipeline == "ingest":
+        load_hmac_key(cfg.anonymize)  # fail before replicating when the key is missing or short
+    params = {"master_version": master_version} if pipeline == "train" and master_version else None
+    run_and_render(pipeline, cfg, verbose=verbose, params=params)
+
+
+def run_and_render(
+    pipeline: str, cfg: Any, *, verbose: bool = False, params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Run one pipeline locally, print what it did, say where its log is."""
     from datetime import datetime
 
-    from autoroi.anonymize import load_hmac_key
-    from autoroi.cli.render import console, ingest_result
+    from autoroi.cli.render import console, ingest_result, train_result
     from autoroi.errors import AutoroiError
     from pipelines.run import PipelineFailed, run_local
 
-    cfg = load(config_path, source_url, lake_uri)
-    load_hmac_key(cfg.anonymize)  # fail before replicating when the key is missing or short
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     log_path = None if verbose else Path(cfg.kfp.pipeline_root) / "logs" / f"{pipeline}-{stamp}.log"
     try:
         with console.status(f"running {pipeline} through kfp.local ..."):
-            out = run_local(pipeline, cfg, log_path)
+            out = run_local(pipeline, cfg, log_path, params=params)
     except PipelineFailed as e:
         raise AutoroiError(str(e)) from e
-    ingest_result(out, cfg.lake.uri)
+    if pipeline == "ingest":
+        ingest_result(out, cfg.lake.uri)
+        if out.get("master_changed") and cfg.training.on_master_change:
+            train_result({"master_version": out.get("master_version")}, cfg.lake.uri)
+    else:
+        train_result(out, cfg.lake.uri)
     if log_path:
         console.print(f"pipeline log: {log_path}")
+    return out
+
+
+@click.command()
+@config_option
+@lake_option
+@click.option("--dry-run", is_flag=True, help="Only say whether train would run.")
+@click.option(
+    "--verbose", is_flag=True, help="Stream kfp.local's step output instead of writing it to a log."
+)
+def trigger(config_path: Path | None, lake_uri: str | None, dry_run: bool, verbose: bool) -> None:
+    """Run train if the latest master version has no model version yet (for a
+    CronJob or CI); exit 0 either way, saying what it decided."""
+    from autoroi.cli.render import console
+    from autoroi.lake.storage import open_lake
+    from autoroi.training import needs_training
+
+    cfg = load(config_path, None, lake_uri)
+    decision = needs_training(open_lake(cfg.lake.uri, cfg.lake))
+    verdict = "train" if decision.train else "nothing to do"
+    console.print(f"trigger: {verdict}: {decision.reason}")
+    if decision.train and not dry_run:
+        run_and_render("train", cfg, verbose=verbose, params={"master_version": decision.master_version})
 
 
 @click.command("compile")

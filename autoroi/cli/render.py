@@ -132,6 +132,51 @@ def ingest_result(out: dict[str, Any], lake_uri: str) -> None:
     console.print(table)
 
 
+def train_result(out: dict[str, Any], lake_uri: str) -> None:
+    """What a ``train`` run registered: version, status, gates, report, and
+    the command a reviewer runs next. ``out`` without a version (train nested
+    in ingest) means the newest version trained on ``out["master_version"]``."""
+    from autoroi.lake.storage import open_lake
+    from autoroi.notify import ReviewNotice
+    from autoroi.registry import get_version, list_versions
+
+    lake = open_lake(lake_uri)
+    if out.get("version"):
+        mv = get_version(lake, str(out["version"]))
+    else:
+        trained = [v for v in list_versions(lake) if v.master_version == out.get("master_version")]
+        if not trained:
+            console.print(
+                f"[red]no model version was registered for master {out.get('master_version')}[/red]"
+            )
+            return
+        mv = max(trained, key=lambda v: v.created_at)
+    notice = ReviewNotice.from_version(mv, lake_uri=lake_uri)
+    table = Table(title="model version")
+    for col in ("version", "status", "master table", "gates", "units WAPE", "ROI MAE", "ROI Spearman"):
+        table.add_column(col)
+    m = mv.metrics
+
+    def num(key: str) -> str:
+        v = m.get(key)
+        return f"{v:.3f}" if isinstance(v, int | float) else "—"
+
+    table.add_row(
+        mv.version,
+        mv.status,
+        str(mv.master_version),
+        "passed" if notice.gate_passed else "FAILED",
+        num("wape"),
+        num("roi_mae"),
+        num("roi_spearman"),
+    )
+    console.print(table)
+    for reason in notice.reasons:
+        console.print(f"  [red]gate:[/red] {reason}")
+    console.print(f"report: {mv.report_location}")
+    console.print(f"{'approve anyway' if notice.override_needed else 'approve'}: {notice.approve_command}")
+
+
 def _anonymity_line(a: dict[str, Any]) -> str:
     """Fine (region x model) cell-weeks below k: merged into coarser cells, or suppressed."""
     if not a:

@@ -1,5 +1,6 @@
 """The ``ingest`` pipeline: replicate -> anonymize -> preprocess -> validate ->
-scan -> publish (later: train when the master table changed).
+scan -> publish, then ``train`` as a nested pipeline when the master version
+changed (``dsl.If``; off with ``train_on_change=False``).
 
 Steps after ``replicate`` pass their tables as pipeline artifacts (staging);
 only ``publish`` writes ``curated/`` and ``master/``, and it runs only when
@@ -17,7 +18,8 @@ from components.preprocess import component as preprocess_component
 from components.publish import component as publish_component
 from components.replicate import component as replicate_component
 from components.scan import component as scan_component
-from components.validate import component as validate_component
+from components.validate_master import component as validate_component
+from pipelines.train.pipeline import build_pipeline as build_train
 
 PIPELINE_NAME = "autoroi-ingest"
 
@@ -40,18 +42,25 @@ def build_pipeline(cfg: AutoroiConfig) -> Any:
     validate_op = validate_component.build(image)
     scan_op = scan_component.build(image)
     publish_op = publish_component.build(image)
+    train_pipeline = build_train(cfg)
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
         description="Replicate the dealer database into the lake, strip PII, build the"
         " k-anonymous master table with Spark, validate, scan and publish it.",
     )
-    def ingest(source_url: str, lake_uri: str, config_json: str) -> IngestOutputs:
+    def ingest(
+        source_url: str,
+        lake_uri: str,
+        config_json: str,
+        train_on_change: bool = cfg.training.on_master_change,
+    ) -> IngestOutputs:
         """
         Args:
             source_url: SQLAlchemy URL of the dealer database, without password (it comes from a Secret).
             lake_uri: Lake root: a folder or s3://bucket/prefix.
             config_json: The effective autoroi configuration (no secrets), as JSON.
+            train_on_change: Run the train pipeline when this run published a new master version.
         """
         replicate = replicate_op(source_url=source_url, lake_uri=lake_uri, config_json=config_json)
         replicate.set_display_name("Replicate dealer database")
@@ -90,6 +99,15 @@ def build_pipeline(cfg: AutoroiConfig) -> Any:
         ).after(scan)
         publish.set_display_name("Publish curated tables and master version")
         publish.set_caching_options(False)
+
+        with (
+            dsl.If(train_on_change == True, name="train-enabled"),  # noqa: E712 (a pipeline condition)
+            dsl.If(publish.outputs["changed"] == True, name="master-changed"),  # noqa: E712
+        ):
+            train = train_pipeline(
+                lake_uri=lake_uri, config_json=config_json, master_version=publish.outputs["version"]
+            )
+            train.set_display_name("Train ROI model (new master version)")
 
         return IngestOutputs(
             replicate.outputs["Output"],

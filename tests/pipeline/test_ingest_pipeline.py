@@ -42,11 +42,14 @@ def _source(tmp_path: Path, template: Path) -> str:
 
 
 def _cfg(tmp_path: Path, url: str, **sections):
+    """Training is off here (tests/pipeline/test_train_pipeline.py covers the
+    nested run)."""
     return load_config(
         overrides={
             "source": {"url": url},
             "lake": {"uri": str(tmp_path / "lake")},
             "kfp": {"pipeline_root": str(tmp_path / "kfp")},
+            "training": {"on_master_change": False},
             **sections,
         }
     )
@@ -140,11 +143,19 @@ def test_failed_replication_fails_the_local_run(tmp_path: Path):
 
 
 def test_compile_is_deterministic_and_names_steps(tmp_path: Path):
-    cfg = load_config(overrides={"kfp": {"base_image": "registry.example.com/autoroi/components:abc"}})
-    [path] = compile_all(cfg, tmp_path / "a")
-    [again] = compile_all(cfg, tmp_path / "b")
-    assert path.read_bytes() == again.read_bytes()
-    spec = yaml.safe_load(path.read_text())
+    cfg = load_config(
+        overrides={
+            "kfp": {
+                "base_image": "registry.example.com/autoroi/components:abc",
+                "trainer_image": "registry.example.com/autoroi/trainer:abc",
+            }
+        }
+    )
+    paths = compile_all(cfg, tmp_path / "a")
+    again = compile_all(cfg, tmp_path / "b")
+    assert [p.name for p in paths] == ["ingest.yaml", "train.yaml"]
+    assert [p.read_bytes() for p in paths] == [p.read_bytes() for p in again]
+    spec = yaml.safe_load(paths[0].read_text())
     assert spec["pipelineInfo"]["name"] == "autoroi-ingest"
     tasks = spec["root"]["dag"]["tasks"]
     names = {t["taskInfo"]["name"] for t in tasks.values()}
@@ -155,13 +166,18 @@ def test_compile_is_deterministic_and_names_steps(tmp_path: Path):
         "Validate master table",
         "Scan outputs for PII",
         "Publish curated tables and master version",
+        "train-enabled",  # dsl.If(train_on_change) around dsl.If(master changed) around train
     }
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
-    assert images == {"registry.example.com/autoroi/components:abc"}
+    assert images == {
+        "registry.example.com/autoroi/components:abc",
+        "registry.example.com/autoroi/trainer:abc",
+    }
     assert set(spec["root"]["outputDefinitions"]["parameters"]) == {
         "replication",
         "master_version",
         "master_changed",
         "published",
     }
+    assert spec["root"]["inputDefinitions"]["parameters"]["train_on_change"]["defaultValue"] is True
     assert json.dumps(spec).count("hunter2") == 0
