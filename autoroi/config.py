@@ -353,6 +353,32 @@ class NotifyConfig(_Section):
     timeout_s: float = Field(10.0, gt=0, le=300, description="per-request timeout of webhook and SNS")
 
 
+class ServingConfig(_Section):
+    """Where approved versions run (``deploy`` pipeline, ``autoroi serve``)."""
+
+    target: Literal["local", "kserve"] = Field(
+        "local", description="local: model server processes on this machine; kserve: an InferenceService"
+    )
+    state_dir: str = Field("var/serving", description="local target: endpoint.json, server logs")
+    host: str = Field("127.0.0.1", description="local endpoint and model servers listen here")
+    port: int = Field(8080, ge=1, le=65535, description="local endpoint (router and dashboard) port")
+    max_batch: int = Field(1024, ge=1, description="most scenarios per request (larger: HTTP 413)")
+    access_log: bool = Field(False, description="one log line per request on the model server")
+    ready_timeout_s: float = Field(300.0, gt=0, description="how long a new version may take to be ready")
+    smoke_rtol: float = Field(1e-4, ge=0, description="relative tolerance of the smoke test")
+    smoke_atol: float = Field(1e-6, ge=0, description="absolute tolerance of the smoke test")
+    canary_percent: int = Field(
+        10, ge=1, le=99, description="kserve: traffic to a new version before promotion"
+    )
+    namespace: str = Field("autoroi", description="kserve: namespace of the InferenceService")
+    image: str = Field("ghcr.io/autoroi/serving:latest", description="kserve: the model server image")
+    in_cluster: bool | None = Field(
+        None, description="kserve: in-cluster credentials (default: try, then kubeconfig)"
+    )
+    kubeconfig: str | None = Field(None, description="kserve: kubeconfig file (default: the usual lookup)")
+    kube_context: str | None = Field(None, description="kserve: kubeconfig context")
+
+
 class AutoroiConfig(_Section):
     """Effective configuration; see ``autoroi config show``."""
 
@@ -365,6 +391,7 @@ class AutoroiConfig(_Section):
     kfp: KfpConfig = KfpConfig()
     training: TrainingConfig = TrainingConfig()
     notify: NotifyConfig = NotifyConfig()
+    serving: ServingConfig = ServingConfig()
 
 
 ENV_PREFIX = "AUTOROI_"

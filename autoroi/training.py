@@ -225,18 +225,22 @@ def run_fit(
     directory: str | Path,
 ) -> Path:
     """Final fit on every row of the master version; the artifact goes to
-    ``directory/model``."""
+    ``directory/model``, with the smoke-test samples recorded in it."""
+    from autoroi.deploy.smoke import record_samples
     from autoroi.model.artifact import save_model
     from autoroi.model.train import train_model
 
+    master = read_master(lake, master_version)
     model = train_model(
-        read_master(lake, master_version),
+        master,
         hyperparameters,
         epochs=epochs,
         seed=cfg.training.seed,
         metadata={"master_version": master_version},
     )
-    return save_model(Path(directory) / MODEL_DIR, model, overwrite=True)
+    path = save_model(Path(directory) / MODEL_DIR, model, overwrite=True)
+    record_samples(path, master)  # the deploy pipeline's smoke test replays these
+    return path
 
 
 # --------------------------------------------------------------------------- register

@@ -17,7 +17,7 @@ from autoroi.source.db import parse_url, without_password
 
 log = logging.getLogger(__name__)
 
-PIPELINES = ("ingest", "train")
+PIPELINES = ("ingest", "train", "deploy")
 
 
 def build(name: str, cfg: AutoroiConfig) -> Any:
@@ -29,6 +29,10 @@ def build(name: str, cfg: AutoroiConfig) -> Any:
         from pipelines.train.pipeline import build_pipeline as build_train
 
         return build_train(cfg)
+    if name == "deploy":
+        from pipelines.deploy.pipeline import build_pipeline as build_deploy
+
+        return build_deploy(cfg)
     raise ValueError(f"unknown pipeline {name!r}; known: {', '.join(PIPELINES)}")
 
 
@@ -124,3 +128,15 @@ def compile_all(cfg: AutoroiConfig, output: Path) -> list[Path]:
         compiler.Compiler().compile(build(name, cfg), str(path))
         written.append(path)
     return written
+
+
+def submit(name: str, cfg: AutoroiConfig, host: str, params: dict[str, Any] | None = None) -> str:
+    """Submit a run to a Kubeflow Pipelines API at ``host``; returns the run id."""
+    import kfp
+
+    client = kfp.Client(host=host)
+    args = {**arguments(cfg, name), **(params or {})}
+    run = client.create_run_from_pipeline_func(
+        build(name, cfg), arguments=args, run_name=f"{name}-{args.get('version', '')}"
+    )
+    return str(run.run_id)

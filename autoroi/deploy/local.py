@@ -1,0 +1,249 @@
+"""The local rollout target: KServe model server processes on this machine.
+
+Each version runs as its own ``python -m serving.roi_server`` process on a
+free port. ``<state_dir>/endpoint.json`` names the one that serves; the local
+endpoint (``python -m serving.router``, started by ``autoroi serve`` or the
+demo) forwards every request to it, so switching versions is one atomic file
+replace. A new version starts beside the old one, which keeps answering until
+the new one has passed its smoke test; after promotion the old process is
+stopped once in-flight requests have drained.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from autoroi.deploy.rollout import DeployError
+
+log = logging.getLogger(__name__)
+
+ENDPOINT_FILE = "endpoint.json"
+CANDIDATES = "candidates"
+LOGS = "logs"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (our own exited child) is not alive
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return True
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_text(json.dumps(doc, indent=2))
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def read_endpoint(state_dir: str | Path) -> dict[str, Any] | None:
+    """What serves now: ``{"version", "url", "pid", ...}`` or ``None``."""
+    return _read_json(Path(state_dir) / ENDPOINT_FILE)
+
+
+def stop_pid(pid: int | None, timeout_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``timeout_s``."""
+    if not pid_alive(pid):
+        return
+    assert pid is not None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and pid_alive(pid):
+        time.sleep(0.1)
+    if pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+class LocalTarget:
+    """Model server processes on this machine (see the module docstring)."""
+
+    def __init__(
+        self,
+        state_dir: str | Path,
+        lake_uri: str,
+        *,
+        host: str = "127.0.0.1",
+        python: str = sys.executable,
+        server_args: tuple[str, ...] = (),
+        drain_s: float = 2.0,
+        env: dict[str, str] | None = None,
+    ):
+        self.state_dir = Path(state_dir).resolve()
+        self.lake_uri = lake_uri
+        self.host = host
+        self.python = python
+        self.server_args = tuple(server_args)
+        self.drain_s = drain_s
+        self.env = env
+
+    # -- state ---------------------------------------------------------------
+    def _candidate_path(self, version: str) -> Path:
+        return self.state_dir / CANDIDATES / f"{version}.json"
+
+    def _candidate(self, version: str) -> dict[str, Any]:
+        doc = _read_json(self._candidate_path(version))
+        if doc is None:
+            raise DeployError(f"no local model server was started for {version}")
+        return doc
+
+    def serving(self) -> str | None:
+        doc = read_endpoint(self.state_dir)
+        if doc is None:
+            return None
+        if not pid_alive(doc.get("pid")):
+            log.warning(
+                "the local model server of %s (pid %s) is not running", doc.get("version"), doc.get("pid")
+            )
+            return None
+        return str(doc["version"])
+
+    # -- RolloutTarget -------------------------------------------------------
+    def start(self, version: str, artifact_uri: str) -> None:
+        port = free_port(self.host)
+        logs = self.state_dir / LOGS
+        logs.mkdir(parents=True, exist_ok=True)
+        log_path = logs / f"{version}-{port}.log"
+        cmd = [
+            self.python,
+            "-m",
+            "serving.roi_server",
+            "--lake",
+            self.lake_uri,
+            "--version",
+            version,
+            "--http_port",
+            str(port),
+            "--grpc_port",
+            str(free_port(self.host)),
+            *self.server_args,
+        ]
+        with open(log_path, "ab") as out:
+            proc = subprocess.Popen(
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # outlives the deploy step that started it
+                env=self.env,
+            )
+        url = f"http://{self.host}:{port}"
+        _write_json(
+            self._candidate_path(version),
+            {
+                "version": version,
+                "url": url,
+                "pid": proc.pid,
+                "port": port,
+                "log": str(log_path),
+                "artifact": artifact_uri,
+            },
+        )
+        log.info("started the model server of %s: %s (pid %d, log %s)", version, url, proc.pid, log_path)
+
+    def wait_ready(self, version: str, timeout_s: float) -> None:
+        cand = self._candidate(version)
+        deadline = time.monotonic() + timeout_s
+        url = f"{cand['url']}/v2/models/roi/ready"
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            if not pid_alive(cand["pid"]):
+                tail = _tail(Path(cand["log"]))
+                raise DeployError(f"the model server of {version} exited before it was ready:\n{tail}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+                    last = f"HTTP {resp.status}"
+            except urllib.error.HTTPError as e:
+                last = f"HTTP {e.code}"
+            except (urllib.error.URLError, OSError) as e:
+                last = str(e)
+            time.sleep(0.25)
+        raise DeployError(f"the model server of {version} was not ready within {timeout_s:g} s ({last})")
+
+    def candidate_url(self, version: str) -> str:
+        return str(self._candidate(version)["url"])
+
+    def promote(self, version: str) -> None:
+        cand = self._candidate(version)
+        old = read_endpoint(self.state_dir)
+        _write_json(
+            self.state_dir / ENDPOINT_FILE,
+            {
+                **cand,
+                "promoted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "previous": old.get("version") if old else None,
+            },
+        )
+        self._candidate_path(version).unlink(missing_ok=True)
+        if old and old.get("pid") != cand["pid"]:
+            time.sleep(self.drain_s)  # requests the endpoint already forwarded to the old server finish
+            stop_pid(old.get("pid"))
+            log.info("stopped the previous model server (%s, pid %s)", old.get("version"), old.get("pid"))
+
+    def rollback(self, version: str) -> None:
+        doc = _read_json(self._candidate_path(version))
+        if doc is None:
+            return
+        stop_pid(doc.get("pid"))
+        self._candidate_path(version).unlink(missing_ok=True)
+        log.info("rolled back %s: its server is stopped; the endpoint is unchanged", version)
+
+    # -- housekeeping ----------------------------------------------------------
+    def stop_all(self) -> list[str]:
+        """Stop the serving process and any candidates (``autoroi serve --stop``)."""
+        stopped = []
+        doc = read_endpoint(self.state_dir)
+        if doc and pid_alive(doc.get("pid")):
+            stop_pid(doc.get("pid"))
+            stopped.append(str(doc["version"]))
+        for path in sorted((self.state_dir / CANDIDATES).glob("*.json")):
+            cand = _read_json(path) or {}
+            stop_pid(cand.get("pid"))
+            path.unlink(missing_ok=True)
+            stopped.append(str(cand.get("version")))
+        return stopped
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

@@ -1,0 +1,57 @@
+"""The rollout target the config asks for, and the deployment records.
+
+Every step of the ``deploy`` pipeline builds its target from the config, so
+the steps share nothing but the target's own state (the InferenceService on a
+cluster, ``endpoint.json`` and the candidates' files locally).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from autoroi.config import AutoroiConfig
+from autoroi.deploy.rollout import RolloutTarget
+from autoroi.lake.storage import Lake
+from autoroi.registry import version_path
+from autoroi.registry.store import ARTIFACT_DIR
+
+log = logging.getLogger(__name__)
+
+DEPLOYMENTS_ZONE = "deployments"
+
+
+def make_target(cfg: AutoroiConfig, lake_uri: str) -> RolloutTarget:
+    s = cfg.serving
+    if s.target == "local":
+        from autoroi.deploy.local import LocalTarget
+
+        args = (
+            "--max-batch",
+            str(s.max_batch),
+            "--access-log",
+            str(s.access_log).lower(),
+            "--log-level",
+            "WARNING",
+        )
+        return LocalTarget(s.state_dir, lake_uri, host=s.host, server_args=args)
+    from autoroi.deploy.kserve import KServeTarget, kubernetes_api
+
+    api = kubernetes_api(s.in_cluster, s.kubeconfig, s.kube_context)
+    return KServeTarget(api, s.namespace, image=s.image, canary_percent=s.canary_percent, lake_uri=lake_uri)
+
+
+def artifact_uri(lake: Lake, version: str) -> str:
+    return lake.display(f"{version_path(lake, version)}/{ARTIFACT_DIR}")
+
+
+def record_deployment(lake: Lake, version: str, outcome: str, detail: dict[str, Any]) -> str:
+    """One JSON document per rollout attempt under ``<lake>/deployments/roi/``
+    (promoted or rolled back), beside the registry's status history."""
+    now = dt.datetime.now(dt.UTC)
+    path = lake.path(DEPLOYMENTS_ZONE, "roi", f"{now:%Y%m%dT%H%M%S%fZ}-{version}.json")
+    lake.write_json(
+        path, {"version": version, "outcome": outcome, "at": now.isoformat(timespec="seconds"), **detail}
+    )
+    return path

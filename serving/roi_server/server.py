@@ -1,0 +1,80 @@
+"""The KServe ``ModelServer`` that serves :class:`RoiModelServer`, with two
+small changes to how KServe decodes requests (its ``DataPlane``):
+
+- a v1 body that ``orjson`` refuses is read again with Python's ``json``,
+  which accepts ``NaN`` and ``Infinity`` (what ``json.dumps`` writes for a
+  float that is not finite): the scenario checks then name the field
+  (``instances[0].incentive_amount: must be finite``) instead of KServe's
+  "Unrecognized request format"; a body that is not JSON at all is refused
+  with ``field: "body"``;
+- KServe's parsing of v2 binary-tensor bodies can fail with ``KeyError`` and
+  the like on a malformed body, which would answer 500: those become 400;
+- the v2 model metadata lists the served model version in ``versions``.
+
+Every other behaviour (routes, health, metadata, gRPC) is KServe's own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+from typing import Any
+
+import kserve
+import kserve.model_server
+from cloudevents.sdk.converters.util import has_binary_headers
+from kserve.constants.constants import PredictorProtocol
+from kserve.errors import InvalidInput
+from kserve.protocol.dataplane import DataPlane
+
+from serving.roi_server.errors import RequestRejected, install_error_handlers
+
+log = logging.getLogger(__name__)
+
+
+class RoiDataPlane(DataPlane):
+    """KServe's data plane with the decoding changes of the module docstring."""
+
+    def decode(
+        self,
+        body: Any,
+        headers: Any,
+        protocol_version: str = PredictorProtocol.REST_V1.value,
+        model_name: str | None = None,
+    ) -> Any:
+        try:
+            return super().decode(body, headers, protocol_version=protocol_version, model_name=model_name)
+        except RequestRejected:
+            raise
+        except InvalidInput as e:
+            v1_json = protocol_version.lower() == PredictorProtocol.REST_V1.value and isinstance(body, bytes)
+            if not v1_json or has_binary_headers(headers or {}):
+                raise RequestRejected("body", str(e)) from e
+            try:
+                parsed = json.loads(body)
+            except (ValueError, UnicodeDecodeError) as e2:
+                raise RequestRejected("body", f"not valid JSON: {e2}") from e2
+            return self.decode_cloudevent(parsed)
+        except (KeyError, TypeError, ValueError, IndexError, struct.error) as e:
+            raise RequestRejected("body", f"not a valid inference request: {type(e).__name__}: {e}") from e
+
+    async def model_metadata(self, model_name: str) -> dict[str, Any]:
+        meta: dict[str, Any] = await super().model_metadata(model_name)
+        version = getattr(self.get_model_from_registry(model_name), "version", None)
+        if version:
+            meta["versions"] = [str(version)]
+        return meta
+
+
+def build_server(**kwargs: Any) -> kserve.ModelServer:
+    """A ``kserve.ModelServer`` (``kwargs`` are its own) with the data plane
+    and error handlers of this package. One worker process only: the handlers
+    and data plane live in this process, and a KServe deployment scales with
+    replicas instead."""
+    if int(kwargs.get("workers", 1) or 1) != 1:
+        raise ValueError("the roi server runs one worker process; scale with replicas")
+    server = kserve.ModelServer(**kwargs)
+    server.dataplane = RoiDataPlane(model_registry=server.registered_models)
+    install_error_handlers(kserve.model_server.app)
+    return server

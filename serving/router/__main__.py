@@ -1,0 +1,28 @@
+"""``python -m serving.router``: the local endpoint (see ``app.py``)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    import uvicorn
+
+    from autoroi.logs import setup_logging
+    from serving.router.app import build_app
+
+    p = argparse.ArgumentParser(prog="python -m serving.router", description="autoroi's local endpoint")
+    p.add_argument("--state-dir", required=True, help="where the deploy pipeline writes endpoint.json")
+    p.add_argument("--static-dir", default=None, help="the dashboard's files, served at /")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--log-level", default="WARNING")
+    args = p.parse_args(argv)
+    setup_logging(args.log_level)
+    app = build_app(args.state_dir, args.static_dir)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower(), access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""The local endpoint: one stable address in front of whichever model server
+version serves now (``<state_dir>/endpoint.json``, written by the deploy
+pipeline), plus the dashboard's static files on the same origin.
+
+On a cluster KServe's ingress does this job; locally the deploy pipeline's
+promotion is an atomic replace of the endpoint file, which this app re-reads
+when it changes, so a version swap drops no request. A request that finds the
+old server already gone is retried once against the new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+log = logging.getLogger(__name__)
+
+ENDPOINT_FILE = "endpoint.json"
+NO_MODEL = "no model version is deployed locally: approve one (autoroi approve VERSION --by NAME)"
+HOP_HEADERS = {"host", "content-length", "connection", "keep-alive", "transfer-encoding", "upgrade"}
+
+
+class Backend:
+    """The serving model server, re-read when ``endpoint.json`` changes."""
+
+    def __init__(self, state_dir: Path):
+        self.path = state_dir / ENDPOINT_FILE
+        self._stamp: int | None = None
+        self.doc: dict[str, Any] | None = None
+
+    def current(self, force: bool = False) -> dict[str, Any] | None:
+        try:
+            stamp = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            self._stamp, self.doc = None, None
+            return None
+        if force or stamp != self._stamp:
+            try:
+                self.doc = json.loads(self.path.read_text())
+                self._stamp = stamp
+            except (OSError, json.JSONDecodeError):
+                pass  # mid-replace on an odd filesystem: keep the previous document
+        return self.doc
+
+
+def build_app(
+    state_dir: str | Path, static_dir: str | Path | None = None, timeout_s: float = 30.0
+) -> Starlette:
+    backend = Backend(Path(state_dir))
+    client = httpx.AsyncClient(timeout=timeout_s)
+
+    async def forward(request: Request) -> Response:
+        body = await request.body()
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        for attempt in (0, 1):
+            doc = backend.current(force=attempt > 0)
+            if doc is None:
+                return JSONResponse(
+                    {"error": NO_MODEL},
+                    status_code=503,
+                )
+            url = f"{doc['url']}{request.url.path}"
+            try:
+                upstream = await client.request(
+                    request.method, url, content=body, headers=headers, params=request.query_params
+                )
+            except httpx.TransportError as e:
+                if attempt == 0:
+                    continue  # the version may have just been swapped: read the endpoint again
+                return JSONResponse(
+                    {"error": f"the model server of {doc.get('version')} does not answer", "cause": repr(e)},
+                    status_code=502,
+                )
+            out = {
+                k: v
+                for k, v in upstream.headers.items()
+                if k.lower() not in HOP_HEADERS | {"content-encoding"}
+            }
+            out["x-autoroi-model-version"] = str(doc.get("version"))
+            return Response(upstream.content, status_code=upstream.status_code, headers=out)
+        raise AssertionError("unreachable")
+
+    async def endpoint(request: Request) -> Response:
+        doc = backend.current()
+        if doc is None:
+            return JSONResponse({"version": None}, status_code=503)
+        return JSONResponse({"version": doc.get("version"), "promoted_at": doc.get("promoted_at")})
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    methods = ["GET", "POST"]
+    routes: list[Any] = [
+        Route("/healthz", healthz),
+        Route("/endpoint", endpoint),
+        Route("/v1/{path:path}", forward, methods=methods),
+        Route("/v2/{path:path}", forward, methods=methods),
+        Route("/v2", forward, methods=methods),
+    ]
+    if static_dir is not None and Path(static_dir).is_dir():
+        routes.append(Mount("/", StaticFiles(directory=str(static_dir), html=True)))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await client.aclose()
+
+    return Starlette(routes=routes, lifespan=lifespan)
