@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 APPROVALS_ZONE = "approvals"
 MODEL_NAME = "roi"
 APPROVE, REJECT = "approve", "reject"
+PAST = {APPROVE: "approved", REJECT: "rejected"}
 
 
 class ApprovalError(AutoroiError):
@@ -105,7 +106,7 @@ def decide(
     if existing is not None:
         if existing.decision != decision:
             raise ApprovalError(
-                f"{version} was already {existing.decision}d by {existing.by} at {existing.at};"
+                f"{version} was already {PAST[existing.decision]} by {existing.by} at {existing.at};"
                 " not changing it"
             )
         if mv.status in (PENDING_APPROVAL, REJECTED_BY_GATE):  # a crash after the record: finish it
@@ -132,8 +133,8 @@ def decide(
         master_version=mv.master_version,
     )
     lake.write_json(approval_path(lake, version), record.to_dict())
-    set_status(lake, version, target, by, comment or f"{decision}d", override=record.override)
-    log.info("%s %sd by %s (digest %s)", version, decision, by, mv.digest[:12])
+    set_status(lake, version, target, by, comment or PAST[decision], override=record.override)
+    log.info("%s %s by %s (digest %s)", version, PAST[decision], by, mv.digest[:12])
     return record
 
 
