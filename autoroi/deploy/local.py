@@ -247,3 +247,60 @@ def _tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+ROUTER_PID_FILE = "router.json"
+
+
+def start_endpoint(
+    state_dir: str | Path,
+    host: str,
+    port: int,
+    *,
+    static_dir: str | Path | None = None,
+    lake_uri: str | None = None,
+    python: str = sys.executable,
+    timeout_s: float = 60.0,
+) -> dict[str, Any]:
+    """Start the local endpoint (``python -m serving.router``) detached, unless
+    one from this state dir already answers; returns ``{"url", "pid"}``."""
+    state = Path(state_dir).resolve()
+    existing = _read_json(state / ROUTER_PID_FILE)
+    if existing and pid_alive(existing.get("pid")):
+        return existing
+    cmd = [python, "-m", "serving.router", "--state-dir", str(state), "--host", host, "--port", str(port)]
+    if static_dir is not None:
+        cmd += ["--static-dir", str(static_dir)]
+    if lake_uri is not None:
+        cmd += ["--lake", lake_uri]
+    (state / LOGS).mkdir(parents=True, exist_ok=True)
+    with open(state / LOGS / "router.log", "ab") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    url = f"http://{host}:{port}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise DeployError(f"the local endpoint exited at start:\n{_tail(state / LOGS / 'router.log')}")
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1):
+                break
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    else:
+        stop_pid(proc.pid)
+        raise DeployError(f"the local endpoint did not answer on {url} within {timeout_s:g} s")
+    doc = {"url": url, "pid": proc.pid}
+    _write_json(state / ROUTER_PID_FILE, doc)
+    return doc
+
+
+def stop_endpoint(state_dir: str | Path) -> bool:
+    state = Path(state_dir).resolve()
+    doc = _read_json(state / ROUTER_PID_FILE)
+    (state / ROUTER_PID_FILE).unlink(missing_ok=True)
+    if doc and pid_alive(doc.get("pid")):
+        stop_pid(doc.get("pid"))
+        return True
+    return False
