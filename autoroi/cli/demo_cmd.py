@@ -24,13 +24,18 @@ from autoroi.cli.common import config_option, load
 @click.option("--workdir", type=click.Path(path_type=Path), default=Path("var/demo"), show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--scale", type=click.Choice(["small", "medium", "large"]), default="small", show_default=True)
-def demo(config_path: Path | None, workdir: Path, seed: int, scale: str) -> None:
-    """Generate a dealer database, ingest it, change it, ingest and train."""
+@click.option("--stop", is_flag=True, help="Only stop the servers a previous demo left running.")
+def demo(config_path: Path | None, workdir: Path, seed: int, scale: str, stop: bool) -> None:
+    """Generate a dealer database, ingest it, change it, ingest and train,
+    approve, deploy locally, predict."""
+    from autoroi.approval import APPROVE, decide
+    from autoroi.cli.approval_cmds import start_deploy
     from autoroi.cli.pipeline_cmds import run_and_render
     from autoroi.cli.render import console, counts_table, mutation_table
+    from autoroi.deploy.smoke import read_samples
     from autoroi.errors import AutoroiError
     from autoroi.lake.storage import open_lake
-    from autoroi.registry import list_versions
+    from autoroi.registry import fetch_artifact, list_versions
     from autoroi.source.db import connect_engine, parse_url
     from autoroi.source.generate import generate_source
     from autoroi.source.mutate import mutate_source
@@ -45,7 +50,12 @@ def demo(config_path: Path | None, workdir: Path, seed: int, scale: str) -> None
         lake_uri=str(workdir / "lake"),
         kfp={"pipeline_root": str(workdir / "kfp")},
         training={"truth_path": str(workdir / "truth.parquet")},
+        serving={"state_dir": str(workdir / "serving")},
     )
+    _stop_previous(cfg)
+    if stop:
+        console.print(f"stopped the demo's local endpoint and model servers ({workdir / 'serving'})")
+        return
     key_note = _throwaway_key(cfg, workdir)
     if key_note:
         cfg = cfg.model_copy(
@@ -65,24 +75,24 @@ def demo(config_path: Path | None, workdir: Path, seed: int, scale: str) -> None
         return run_and_render("ingest", run_cfg)
 
     try:
-        console.rule("1/8 generate the dealer database")
+        console.rule("1/11 generate the dealer database")
         with console.status(f"generating ({scale}, seed {seed}) ..."):
             gen = generate_source(engine, seed=seed, scale=scale, truth_path=workdir / "truth.parquet")
         counts_table(f"source {source} ({gen.seconds:.1f}s)", gen.rows)
-        ingest("2/8", "full load (training skipped in the demo)")
+        ingest("2/11", "full load (training skipped in the demo)")
 
-        console.rule("3/8 change the source: new sales, corrections, cancellations, a new column")
+        console.rule("3/11 change the source: new sales, corrections, cancellations, a new column")
         mutation_table(mutate_source(engine, seed=seed, batches=1))
-        ingest("4/8", "change capture; the new column reloads sales (training skipped in the demo)")
+        ingest("4/11", "change capture; the new column reloads sales (training skipped in the demo)")
 
-        console.rule("5/8 change the source again")
+        console.rule("5/11 change the source again")
         mutation_table(mutate_source(engine, seed=seed, batches=1))
-        out = ingest("6/8", "change capture; the new master version runs train (nested)", train=True)
-        ingest("7/8", "nothing changed: same master version, latest stays, no training", train=True)
+        out = ingest("6/11", "change capture; the new master version runs train (nested)", train=True)
+        ingest("7/11", "nothing changed: same master version, latest stays, no training", train=True)
     finally:
         engine.dispose()
 
-    console.rule("8/8 the reviewer's turn")
+    console.rule("8/11 the reviewer's turn")
     lake = open_lake(cfg.lake.uri, cfg.lake)
     decision = needs_training(lake)
     console.print(f"trigger: {'train' if decision.train else 'nothing to do'}: {decision.reason}")
@@ -99,6 +109,96 @@ def demo(config_path: Path | None, workdir: Path, seed: int, scale: str) -> None
     )
     console.print(f"[bold]model version {mv.version}: {mv.status}[/bold]")
     console.print(f"[bold]report: {mv.report_location}[/bold]")
+
+    console.rule(
+        "9/11 approve (recorded as approved by 'demo': an automatic demo decision, not a human review)"
+    )
+    override = mv.status == "rejected_by_gate"
+    record = decide(
+        lake,
+        mv.version,
+        APPROVE,
+        "demo",
+        "automatic approval by `autoroi demo`; no person reviewed this version"
+        + ("; overriding its failed gates for the demo" if override else ""),
+        override=override,
+    )
+    console.print(
+        f"{mv.version} approved by [bold]{record.by}[/bold] (demo) at {record.at},"
+        f" digest {record.digest[:12]}…;"
+        f" record: {cfg.lake.uri}/approvals/roi/{mv.version}.json"
+    )
+
+    console.rule("10/11 deploy through kfp.local: roll out, smoke test, promote (local KServe model server)")
+    start_deploy(cfg, mv.version, None, False)
+
+    console.rule("11/11 the local endpoint, sample predictions and the dashboard")
+    endpoint = _start_endpoint(cfg)
+    samples = read_samples(fetch_artifact(lake, mv.version, workdir / "serving" / "samples" / mv.version))
+    _show_predictions(endpoint, samples["instances"][:8])
+    console.print(
+        f"\n[bold green]dashboard: {endpoint}/[/bold green]   REST: {endpoint}/v1/models/roi:predict,"
+        f" {endpoint}/v2/models/roi/infer\n"
+        f"try: autoroi predict --url {endpoint} --input FILE.csv\n"
+        f"the endpoint and the model server keep running; stop them with: autoroi demo --stop"
+        + ("" if workdir == Path("var/demo").resolve() else f" --workdir {workdir}")
+    )
+
+
+def _stop_previous(cfg: Any) -> None:
+    """Servers a previous demo left running in this work folder."""
+    from autoroi.deploy.local import LocalTarget, stop_endpoint
+
+    LocalTarget(cfg.serving.state_dir, cfg.lake.uri).stop_all()
+    stop_endpoint(cfg.serving.state_dir)
+
+
+def _start_endpoint(cfg: Any) -> str:
+    """The local endpoint (with the dashboard when it is installed) on
+    ``serving.port``, or on a free port when that one is taken."""
+    import socket
+
+    import serving
+    from autoroi.cli.render import console
+    from autoroi.deploy.local import free_port, start_endpoint
+
+    port = cfg.serving.port
+    with socket.socket() as s:
+        if s.connect_ex((cfg.serving.host, port)) == 0:
+            new = free_port(cfg.serving.host)
+            console.print(f"[yellow]port {port} is taken; the local endpoint uses {new}[/yellow]")
+            port = new
+    static = Path(serving.__file__).parent / "dashboard"
+    doc = start_endpoint(
+        cfg.serving.state_dir,
+        cfg.serving.host,
+        port,
+        static_dir=static if (static / "index.html").exists() else None,
+    )
+    return str(doc["url"])
+
+
+def _show_predictions(url: str, instances: list[dict[str, Any]]) -> None:
+    import httpx
+    from rich.table import Table
+
+    from autoroi.cli.render import console
+    from autoroi.errors import AutoroiError
+
+    r = httpx.post(f"{url}/v1/models/roi:predict", json={"instances": instances}, timeout=60)
+    if r.status_code != 200:
+        raise AutoroiError(f"the local endpoint answered {r.status_code}: {r.text[:300]}")
+    body = r.json()
+    table = Table(title=f"sample predictions through {url} (model {body.get('model_version')})")
+    cols = ("region", "vehicle_model", "week_start", "incentive_type", "incentive_amount")
+    nums = ("predicted_units", "baseline_units", "incremental_units", "incentive_cost", "roi")
+    for c in (*cols, *nums):
+        table.add_column(c, justify="left" if c in cols[:4] else "right")
+    for inst, p in zip(instances, body["predictions"], strict=True):
+        cells = [str(inst[c]) for c in cols]
+        cells += ["—" if p.get(c) is None else f"{p[c]:,.2f}" for c in nums]
+        table.add_row(*cells)
+    console.print(table)
 
 
 def _throwaway_key(cfg: Any, workdir: Path) -> Path | None:

@@ -27,9 +27,12 @@ _COMMANDS = {
     "approve": ("autoroi.cli.approval_cmds", "approve"),
     "reject": ("autoroi.cli.approval_cmds", "reject"),
     "deploy": ("autoroi.cli.approval_cmds", "deploy"),
+    "serve": ("autoroi.cli.serve_cmds", "serve"),
+    "predict": ("autoroi.cli.serve_cmds", "predict"),
     "config": ("autoroi.cli.config_cmd", "config"),
     "demo": ("autoroi.cli.demo_cmd", "demo"),
     "models": ("autoroi.cli.models_cmd", "models"),
+    "dashboard": ("autoroi.cli.dashboard_cmd", "dashboard"),
 }
 
 _HELP = {
@@ -42,9 +45,12 @@ _HELP = {
     "approve": "Approve a model version (bound to its digest) and deploy it.",
     "reject": "Reject a model version.",
     "deploy": "Run the deploy pipeline for an approved version.",
+    "serve": "Serve one model version locally (or --stop the local deployment).",
+    "predict": "Send scenarios (CSV/JSON) to an endpoint and print ROI.",
     "config": "Show the effective configuration.",
     "demo": "Run the demo on embedded defaults.",
     "models": "Inspect the model registry: models list | models show VERSION.",
+    "dashboard": "Serve the inference dashboard and the local endpoint (--background, --stop).",
 }
 
 
