@@ -12,5 +12,5 @@ def setup_logging(level: str | int = "INFO") -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    for noisy in ("botocore", "urllib3", "s3transfer", "py4j", "absl"):
+    for noisy in ("botocore", "urllib3", "s3transfer", "py4j", "absl", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

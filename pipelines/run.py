@@ -8,7 +8,7 @@ import logging
 import os
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stdout
+from contextlib import contextmanager, nullcontext, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,27 @@ def _password_in_env(cfg: AutoroiConfig) -> Iterator[None]:
             os.environ[name] = old
 
 
+class _KfpLocalChatter(logging.Filter):
+    """kfp.local logs housekeeping (skipped conditions, workspace clean-up)
+    on the root logger, outside the run's log file; keep it off the console."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "root" and "kfp" in record.pathname and record.levelno < logging.WARNING)
+
+
+@contextmanager
+def _quiet_kfp() -> Iterator[None]:
+    f = _KfpLocalChatter()
+    handlers = list(logging.getLogger().handlers)
+    for h in handlers:
+        h.addFilter(f)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(f)
+
+
 class PipelineFailed(RuntimeError):
     """A local run failed; the message carries the end of its log."""
 
@@ -84,7 +105,8 @@ def run_local(
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     pipeline = build(name, cfg)
     args = {**arguments(cfg, name), **(params or {})}
-    with _password_in_env(cfg), _output_to(log_path), warnings.catch_warnings():
+    quiet = _quiet_kfp() if log_path is not None else nullcontext()
+    with _password_in_env(cfg), _output_to(log_path), quiet, warnings.catch_warnings():
         # kfp.local notes that display names and images do nothing locally: expected
         warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")
         warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
