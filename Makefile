@@ -21,6 +21,10 @@ DEMO_ARGS   ?=
 # System packages used by the tests (Debian/Ubuntu names).
 JAVA_PACKAGE ?= openjdk-17-jre-headless
 PG_PACKAGES  ?= postgresql-15 postgresql
+# Headless browser of the dashboard tests (tests/browser): Debian's chromium and its
+# matching chromedriver (Selenium drives it; nothing is downloaded at test time).
+CHROMIUM_PACKAGE ?= chromium
+CHROMEDRIVER_PACKAGE ?= chromium-driver
 
 .PHONY: help venv system-deps test lint format demo bench clean
 
@@ -43,15 +47,17 @@ $(VENV_STAMP): uv.lock pyproject.toml $(UV_STAMP)
 
 venv: $(VENV_STAMP) ## Create/update .venv from uv.lock (pinned uv in .tools/); instant when up to date
 
-system-deps: ## Install missing system packages (PostgreSQL server, Java 17) with apt-get; no-op when present
-	@need_pg=0; need_java=0; \
+system-deps: ## Install missing system packages (PostgreSQL server, Java 17, chromium + chromedriver) with apt-get; no-op when present
+	@need_pg=0; need_java=0; need_chromium=0; need_driver=0; \
 	if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then need_pg=1; fi; \
 	if ! command -v java >/dev/null 2>&1; then need_java=1; fi; \
-	if [ $$need_pg = 0 ] && [ $$need_java = 0 ]; then \
-		echo "system-deps: PostgreSQL server and java present"; exit 0; \
+	if ! command -v chromium >/dev/null 2>&1; then need_chromium=1; fi; \
+	if ! command -v chromedriver >/dev/null 2>&1; then need_driver=1; fi; \
+	if [ $$need_pg = 0 ] && [ $$need_java = 0 ] && [ $$need_chromium = 0 ] && [ $$need_driver = 0 ]; then \
+		echo "system-deps: PostgreSQL server, java, chromium and chromedriver present"; exit 0; \
 	fi; \
 	if ! command -v apt-get >/dev/null 2>&1; then \
-		echo "system-deps: missing$$( [ $$need_pg = 1 ] && echo ' PostgreSQL server')$$( [ $$need_java = 1 ] && echo ' java');" \
+		echo "system-deps: missing$$( [ $$need_pg = 1 ] && echo ' PostgreSQL server')$$( [ $$need_java = 1 ] && echo ' java')$$( [ $$need_chromium = 1 ] && echo ' chromium')$$( [ $$need_driver = 1 ] && echo ' chromedriver');" \
 			"no apt-get here, install them by hand" >&2; exit 1; \
 	fi; \
 	if [ "$$(id -u)" = 0 ]; then SUDO=(); \
@@ -71,12 +77,18 @@ system-deps: ## Install missing system packages (PostgreSQL server, Java 17) wit
 		if [ $$need_java = 1 ]; then \
 			if has_candidate $(JAVA_PACKAGE); then pkgs+=($(JAVA_PACKAGE)); else missing=1; fi; \
 		fi; \
+		if [ $$need_chromium = 1 ]; then \
+			if has_candidate $(CHROMIUM_PACKAGE); then pkgs+=($(CHROMIUM_PACKAGE)); else missing=1; fi; \
+		fi; \
+		if [ $$need_driver = 1 ]; then \
+			if has_candidate $(CHROMEDRIVER_PACKAGE); then pkgs+=($(CHROMEDRIVER_PACKAGE)); else missing=1; fi; \
+		fi; \
 		[ $$missing = 0 ]; \
 	}; \
 	if ! resolve; then \
 		echo "system-deps: apt-get update"; \
 		"$${SUDO[@]}" apt-get update -q </dev/null; \
-		resolve || { echo "system-deps: no installable package found (tried: $(PG_PACKAGES) $(JAVA_PACKAGE))" >&2; exit 1; }; \
+		resolve || { echo "system-deps: no installable package found (tried: $(PG_PACKAGES) $(JAVA_PACKAGE) $(CHROMIUM_PACKAGE) $(CHROMEDRIVER_PACKAGE))" >&2; exit 1; }; \
 	fi; \
 	echo "system-deps: apt-get install $${pkgs[*]}"; \
 	"$${SUDO[@]}" apt-get install -y -q --no-install-recommends "$${pkgs[@]}" </dev/null

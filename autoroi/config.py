@@ -95,16 +95,62 @@ class StepResources(_Section):
 
 
 class KfpConfig(_Section):
-    base_image: str = Field(
-        "ghcr.io/autoroi/components:latest", description="image for lightweight components"
+    image_registry: str = Field("ghcr.io/autoroi", description="registry and namespace of autoroi's images")
+    image_tag: str | None = Field(
+        None, description="tag of every image; default: the git commit being compiled (CI pushes that tag)"
     )
-    trainer_image: str = Field(
-        "ghcr.io/autoroi/trainer:latest", description="image with TensorFlow for tune, validate and fit"
+    base_image: str | None = Field(
+        None, description="image of lightweight components (default: <registry>/components)"
+    )
+    spark_image: str | None = Field(
+        None, description="image of preprocess, with a JRE (default: <registry>/spark)"
+    )
+    trainer_image: str | None = Field(
+        None, description="image with TensorFlow for tune, validate and fit (default: <registry>/trainer)"
     )
     train_resources: StepResources = Field(
         default_factory=StepResources, description="requests and limits of tune, validate and fit"
     )
     pipeline_root: str = Field("var/kfp", description="where kfp.local keeps run artifacts")
+
+    def image(self, kind: str) -> str:
+        """The image for ``kind`` (components, spark, trainer): the explicit
+        setting, else ``<registry>/<kind>:<tag>`` (tag ``latest`` when unset;
+        compiling pins it to the commit)."""
+        explicit = {"components": self.base_image, "spark": self.spark_image, "trainer": self.trainer_image}
+        return explicit.get(kind) or f"{self.image_registry.rstrip('/')}/{kind}:{self.image_tag or 'latest'}"
+
+
+class ClusterConfig(_Section):
+    """How pipeline pods get their secrets and nodes on Kubernetes
+    (``kfp-kubernetes``; ignored by ``kfp.local``). Secrets reach the steps as
+    environment variables from Kubernetes Secrets, never as parameters. Only
+    replicate and anonymize get the credentials that can read the lake's raw
+    zone; every other step gets ``lake_secret``, which cannot."""
+
+    lake_raw_secret: str = Field("autoroi-lake-raw", description="S3 credentials with raw/ access")
+    lake_secret: str = Field("autoroi-lake-s3", description="S3 credentials without raw/ access")
+    s3_access_key_key: str = Field(
+        "AWS_ACCESS_KEY_ID", description="key of the access key id in both Secrets"
+    )
+    s3_secret_key_key: str = Field(
+        "AWS_SECRET_ACCESS_KEY", description="key of the secret key in both Secrets"
+    )
+    db_secret: str = Field("autoroi-source-db", description="Secret with the source database password")
+    db_password_key: str = Field("password")
+    hmac_secret: str = Field("autoroi-hmac", description="Secret with the pseudonymization key")
+    hmac_key_key: str = Field("key")
+    notify_secret: str | None = Field(
+        None,
+        description="Secret with the reviewer webhook URL (key webhook_url), if the webhook channel is used",
+    )
+    gpu_trainer: bool = Field(False, description="run tune and fit on a GPU node")
+    gpu_node_selector: dict[str, str] = Field(
+        default_factory=lambda: {"nvidia.com/gpu.present": "true"}, description="node labels of GPU nodes"
+    )
+    gpu_toleration_key: str = Field("nvidia.com/gpu", description="taint key GPU nodes carry")
+    retries: int = Field(2, ge=0, le=10, description="retries of steps that talk to the database, S3 or APIs")
+    image_pull_secret: str | None = Field(None, description="Secret for pulling from a private registry")
 
 
 Treatment = Literal["keep", "pseudonymize", "age_band", "zip3"]
@@ -392,6 +438,7 @@ class AutoroiConfig(_Section):
     training: TrainingConfig = TrainingConfig()
     notify: NotifyConfig = NotifyConfig()
     serving: ServingConfig = ServingConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
 
 ENV_PREFIX = "AUTOROI_"

@@ -78,9 +78,12 @@ def publish_ingest(
     curated: dict[str, pa.Table],
     master: pa.Table,
     master_report: dict[str, Any] | None = None,
+    source: dict[str, Any] | None = None,
 ) -> IngestPublish:
     """Curated tables (each skipped when its content is unchanged), then the
-    master version and ``latest``."""
+    master version and ``latest``. ``source``: the raw tables' versions and
+    watermarks as ``anonymize`` read them (:func:`raw_watermarks`); on a
+    cluster this step has no access to raw/, so it takes them from there."""
     changed_tables = []
     for name in sorted(curated):
         if _publish_curated(lake, cfg, name, curated[name]):
@@ -88,7 +91,7 @@ def publish_ingest(
     manifest = {
         "k": cfg.master.k,
         "anonymity": (master_report or {}).get("anonymity", master_report or {}),
-        "source": raw_watermarks(lake),
+        "source": source if source is not None else raw_watermarks(lake),
         "curated_rows": {name: t.num_rows for name, t in sorted(curated.items())},
         "code_version": code_version(),
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext, redirect_stdout
@@ -143,6 +144,7 @@ def _output_to(path: Path | None) -> Iterator[None]:
 def compile_all(cfg: AutoroiConfig, output: Path) -> list[Path]:
     from kfp import compiler
 
+    cfg = pin_images(cfg)
     output.mkdir(parents=True, exist_ok=True)
     written = []
     for name in PIPELINES:
@@ -152,13 +154,179 @@ def compile_all(cfg: AutoroiConfig, output: Path) -> list[Path]:
     return written
 
 
-def submit(name: str, cfg: AutoroiConfig, host: str, params: dict[str, Any] | None = None) -> str:
-    """Submit a run to a Kubeflow Pipelines API at ``host``; returns the run id."""
-    import kfp
+class KfpApiError(RuntimeError):
+    """The Kubeflow Pipelines API cannot be reached or refuses us; the
+    message says which and what to check."""
 
-    client = kfp.Client(host=host)
+
+def pin_images(cfg: AutoroiConfig, tag: str | None = None) -> AutoroiConfig:
+    """``cfg`` with ``kfp.image_tag`` set: the given tag, the configured one,
+    or the commit being compiled (``AUTOROI_GIT_SHA`` or ``git rev-parse``),
+    so a compiled pipeline names the exact images CI pushed for that commit."""
+    chosen = tag or cfg.kfp.image_tag or _git_sha()
+    if not chosen:
+        log.warning("no image tag configured and no git commit found: images are tagged 'latest'")
+        return cfg
+    return cfg.model_copy(update={"kfp": cfg.kfp.model_copy(update={"image_tag": chosen})})
+
+
+def _git_sha() -> str | None:
+    import subprocess
+
+    sha = os.environ.get("AUTOROI_GIT_SHA", "").strip()
+    if sha:
+        return sha
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True, cwd=_REPO
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def kfp_client(
+    host: str | None,
+    *,
+    token: str | None = None,
+    in_cluster: bool = False,
+    kube_context: str | None = None,
+    namespace: str | None = None,
+    timeout_s: float = 10.0,
+) -> Any:
+    """A ``kfp.Client`` after a quick health check that turns an unreachable
+    host or refused credentials into one clear :class:`KfpApiError`.
+
+    Auth, in order: ``token`` (a bearer token, e.g. from ``AUTOROI_KFP_TOKEN``);
+    ``in_cluster`` (the ServiceAccount token KFP projects into pods); neither:
+    the existing kubeconfig credentials (with ``host=None`` kfp goes through the
+    Kubernetes API server, ``kube_context`` picks the context)."""
+    import kfp
+    from kfp.client import ServiceAccountTokenVolumeCredentials
+
+    credentials = ServiceAccountTokenVolumeCredentials(path=None) if in_cluster and not token else None
+    if host:
+        _check_health(host, token, credentials, timeout_s)
+    kwargs: dict[str, Any] = {"host": host, "existing_token": token, "credentials": credentials}
+    if kube_context:
+        kwargs["kube_context"] = kube_context
+    if namespace:
+        kwargs["namespace"] = namespace
+    try:
+        return kfp.Client(**kwargs)
+    except Exception as e:
+        raise KfpApiError(
+            f"cannot connect to the Kubeflow Pipelines API at {host or 'the kubeconfig cluster'}: {e}"
+        ) from e
+
+
+def _check_health(host: str, token: str | None, credentials: Any, timeout_s: float) -> None:
+    import urllib.error
+    import urllib.request
+
+    url = f"{host.rstrip('/')}/apis/v2beta1/healthz"
+    headers = {}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    elif credentials is not None:
+        try:
+            headers["Authorization"] = f"Bearer {credentials.get_token()}"
+        except OSError as e:
+            raise KfpApiError(f"--in-cluster: no ServiceAccount token to read ({e})") from e
+    req = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s):
+            return
+    except urllib.error.HTTPError as e:
+        if e.code in (401, 403):
+            raise KfpApiError(
+                f"the Kubeflow Pipelines API at {host} refused the credentials (HTTP {e.code}):"
+                " pass --token (or AUTOROI_KFP_TOKEN), --in-cluster in a pod, or check the token's RBAC"
+            ) from e
+        raise KfpApiError(f"the Kubeflow Pipelines API at {host} answered HTTP {e.code} to {url}") from e
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise KfpApiError(f"cannot reach the Kubeflow Pipelines API at {host}: {reason}") from e
+
+
+def submit(
+    name: str,
+    cfg: AutoroiConfig,
+    client: Any,
+    params: dict[str, Any] | None = None,
+    experiment: str = "autoroi",
+) -> str:
+    """Submit one run of pipeline ``name``; returns the run id."""
+    cfg = pin_images(cfg)
     args = {**arguments(cfg, name), **(params or {})}
-    run = client.create_run_from_pipeline_func(
-        build(name, cfg), arguments=args, run_name=f"{name}-{args.get('version', '')}"
-    )
+    try:
+        run = client.create_run_from_pipeline_func(
+            build(name, cfg),
+            arguments=args,
+            experiment_name=experiment,
+            run_name=f"{name} {args.get('version', '')}".strip(),
+        )
+    except Exception as e:
+        raise KfpApiError(f"submitting {name} failed: {_api_message(e)}") from e
     return str(run.run_id)
+
+
+def cron_6(expr: str) -> str:
+    """KFP takes 6-field cron (seconds first); a usual 5-field one gets ``0``
+    seconds. Anything else is refused here, not by the server."""
+    fields = expr.split()
+    if len(fields) == 5:
+        fields = ["0", *fields]
+    if len(fields) != 6 or not all(re.fullmatch(r"[0-9*?/,\-A-Za-z#LW]+", f) for f in fields):
+        raise ValueError(
+            f"not a cron expression: {expr!r} (5 fields, e.g. '0 2 * * *', or KFP's 6 with seconds)"
+        )
+    return " ".join(fields)
+
+
+def schedule(
+    name: str,
+    cfg: AutoroiConfig,
+    client: Any,
+    cron: str,
+    *,
+    experiment: str = "autoroi",
+    job_name: str | None = None,
+    params: dict[str, Any] | None = None,
+    max_concurrency: int = 1,
+) -> str:
+    """A recurring run of pipeline ``name``; returns its id."""
+    import tempfile
+
+    cron = cron_6(cron)
+    cfg = pin_images(cfg)
+    args = {**arguments(cfg, name), **(params or {})}
+    with tempfile.TemporaryDirectory() as tmp:
+        from kfp import compiler
+
+        package = Path(tmp) / f"{name}.yaml"
+        compiler.Compiler().compile(build(name, cfg), str(package))
+        try:
+            exp = client.create_experiment(experiment)
+            job = client.create_recurring_run(
+                experiment_id=exp.experiment_id,
+                job_name=job_name or f"autoroi {name} ({cron})",
+                cron_expression=cron,
+                params=args,
+                pipeline_package_path=str(package),
+                max_concurrency=max_concurrency,
+            )
+        except Exception as e:
+            raise KfpApiError(f"scheduling {name} failed: {_api_message(e)}") from e
+    return str(job.recurring_run_id)
+
+
+def _api_message(e: Exception) -> str:
+    status = getattr(e, "status", None)
+    body = getattr(e, "body", None)
+    if status:
+        return f"HTTP {status} {str(body or '')[:300]}".strip()
+    return str(e)

@@ -2,8 +2,9 @@
 
 ``anonymize_lake``: ``<lake>/raw/`` -> a staged table folder (nothing in the
 lake changes; ``publish`` copies curated tables into ``<lake>/curated/`` only
-after the scan and validation passed). ``scan_staged``: identifiers from the
-raw zone, then every staged output.
+after the scan and validation passed); beside it, ``identifiers_from_raw``
+fingerprints the raw zone's identifiers for the scan. ``scan_staged``: every
+staged output against those fingerprints.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from autoroi.anonymize.core import (
     DROP_DIRECT_IDENTIFIER,
@@ -22,7 +24,13 @@ from autoroi.anonymize.core import (
     anonymize_tables,
 )
 from autoroi.anonymize.pseudonym import load_hmac_key
-from autoroi.anonymize.scan import ScanReport, collect_identifiers, identifier_columns, scan_for_pii
+from autoroi.anonymize.scan import (
+    IdentifierSet,
+    ScanReport,
+    collect_identifiers,
+    identifier_columns,
+    scan_for_pii,
+)
 from autoroi.config import AutoroiConfig, Treatment
 from autoroi.errors import AnonymizationError
 from autoroi.lake.datasets import read_dataset_dir, read_table_dir, read_zone, write_report, write_table_dir
@@ -43,7 +51,9 @@ def anonymize_lake(lake: Lake, cfg: AutoroiConfig, out_dir: str | Path) -> Anony
         raise AnonymizationError(f"the raw zone of lake {lake.uri} holds no tables; run replicate first")
     tables, report = anonymize_tables(raw, cfg.anonymize, key)
     write_table_dir(out_dir, tables, compression=cfg.replication.compression)
-    write_report(out_dir, report.to_dict())
+    from autoroi.release import raw_watermarks  # the master manifest names the source state it came from
+
+    write_report(out_dir, {**report.to_dict(), "source": raw_watermarks(lake)})
     log.info(
         "anonymized %d table(s) into %s (%d dropped whole, %d new column(s) held back) in %.1fs",
         len(tables),
@@ -120,15 +130,46 @@ def staged_outputs(curated_dir: str | Path | None, master_dir: str | Path | None
     return outputs
 
 
+IDENTIFIERS_FILE = "identifiers.parquet"
+IDENTIFIERS_REPORT = "identifiers.json"
+
+
+def identifiers_from_raw(lake: Lake, cfg: AutoroiConfig) -> IdentifierSet:
+    """The raw zone's direct identifiers as keyed fingerprints: the step that
+    may read raw/ (anonymize) hands these to the scan, which then needs no
+    access to raw/ and never sees an identifier in clear text."""
+    key = load_hmac_key(cfg.anonymize)
+    return collect_identifiers(read_zone(lake, RAW_ZONE, columns=identifier_columns())).keyed(key)
+
+
+def write_identifiers(out_dir: str | Path, ids: IdentifierSet) -> None:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"fingerprint": ids.values}), out / IDENTIFIERS_FILE, compression="zstd")
+    (out / IDENTIFIERS_REPORT).write_text(json.dumps(ids.to_dict(), indent=2))
+
+
+def read_identifiers(in_dir: str | Path) -> IdentifierSet:
+    d = Path(in_dir)
+    try:
+        values = pq.read_table(d / IDENTIFIERS_FILE).column("fingerprint").combine_chunks()
+        doc = json.loads((d / IDENTIFIERS_REPORT).read_text())
+    except (OSError, KeyError, ValueError) as e:
+        raise AnonymizationError(f"the identifier fingerprints in {d} are missing or unreadable: {e}") from e
+    if not pa.types.is_uint64(values.type):
+        raise AnonymizationError(f"{d / IDENTIFIERS_FILE} does not hold fingerprints (type {values.type})")
+    return IdentifierSet(values, dict(doc.get("sources", {})), int(doc.get("exempt", 0)))
+
+
 def scan_staged(
-    lake: Lake, curated_dir: str | Path | None, master_dir: str | Path | None = None
+    identifiers: IdentifierSet,
+    curated_dir: str | Path | None,
+    master_dir: str | Path | None = None,
+    key: bytes | None = None,
 ) -> ScanReport:
-    """Identifiers from ``<lake>/raw/`` (only the columns needed are read),
-    then the scan of every staged output."""
-    identifiers = collect_identifiers(read_zone(lake, RAW_ZONE, columns=identifier_columns()))
+    """The scan of every staged output against the identifiers (keyed ones
+    need the pseudonymization ``key``)."""
     if not len(identifiers):
-        log.warning(
-            "the raw zone of %s holds no direct-identifier values: only patterns are checked", lake.uri
-        )
+        log.warning("the raw zone held no direct-identifier values: only patterns are checked")
     outputs = staged_outputs(curated_dir, master_dir)
-    return scan_for_pii(outputs, identifiers, exempt_terms=report_terms(outputs))
+    return scan_for_pii(outputs, identifiers, exempt_terms=report_terms(outputs), key=key)

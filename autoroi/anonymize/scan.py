@@ -39,6 +39,7 @@ A :class:`ScanReport` holds table, column, check and count -- never a value.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -102,20 +103,50 @@ def _text(arr: pa.ChunkedArray) -> pa.ChunkedArray:
 # --------------------------------------------------------------------------- identifiers
 
 
+def fingerprint(values: pa.Array | pa.ChunkedArray, key: bytes) -> pa.Array:
+    """A keyed 64-bit hash (SipHash-2-4, pandas' vectorized ``hash_array``)
+    of each normalized value: what the scan compares when the identifiers
+    must not travel in clear text. The SipHash key is derived from the
+    pseudonymization key, so without the Secret the fingerprints cannot be
+    recomputed from guessed values."""
+    import pandas as pd
+
+    hash_key = hashlib.sha256(b"autoroi pii-scan fingerprint\0" + key).hexdigest()[:16]
+    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    objs = pc.fill_null(arr, "").to_numpy(zero_copy_only=False)
+    hashed = pd.util.hash_array(objs, encoding="utf8", hash_key=hash_key, categorize=False)
+    return pa.array(hashed, pa.uint64())
+
+
 @dataclass(frozen=True)
 class IdentifierSet:
     """Every direct-identifier value of the raw zone, normalized (a value may
-    repeat: many customers share a first name)."""
+    repeat: many customers share a first name); or, once :meth:`keyed`, their
+    fingerprints, which is the form that leaves the step that may read raw/."""
 
-    values: pa.Array  # large_string, no nulls, no empty strings, may repeat
+    values: pa.Array  # large_string (or uint64 fingerprints), no nulls, no empty strings, may repeat
     sources: dict[str, int] = field(default_factory=dict)  # "table.column" -> non-null values read
     exempt: int = 0  # distinct catalog values removed (see PUBLIC_VOCABULARY)
 
     def __len__(self) -> int:
         return len(self.values)
 
+    @property
+    def is_keyed(self) -> bool:
+        return pa.types.is_uint64(self.values.type)
+
+    def keyed(self, key: bytes) -> IdentifierSet:
+        if self.is_keyed:
+            return self
+        return IdentifierSet(pc.unique(fingerprint(self.values, key)), dict(self.sources), self.exempt)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"values": len(self), "sources": dict(self.sources), "exempt": self.exempt}
+        return {
+            "values": len(self),
+            "sources": dict(self.sources),
+            "exempt": self.exempt,
+            "keyed": self.is_keyed,
+        }
 
 
 def identifier_columns(
@@ -315,7 +346,10 @@ def structural_terms(outputs: Mapping[str, pa.Table]) -> set[str]:
 
 
 def scan_for_pii(
-    outputs: Mapping[str, pa.Table], identifiers: IdentifierSet, exempt_terms: Iterable[str] = ()
+    outputs: Mapping[str, pa.Table],
+    identifiers: IdentifierSet,
+    exempt_terms: Iterable[str] = (),
+    key: bytes | None = None,
 ) -> ScanReport:
     """Search every text column of every table in ``outputs`` (keys are
     names for the report, e.g. ``curated/sales``) for e-mail, phone and VIN
@@ -324,7 +358,9 @@ def scan_for_pii(
 
     The identifier check skips the outputs' own names (:func:`structural_terms`)
     and ``exempt_terms`` (words such as table and column names that a report
-    beside the data may contain); the pattern checks skip nothing."""
+    beside the data may contain); the pattern checks skip nothing. Keyed
+    identifiers (:meth:`IdentifierSet.keyed`) need the same ``key``: the
+    outputs' values are fingerprinted and compared as fingerprints."""
     started = time.perf_counter()
     unscanned: list[str] = []
     columns: list[_Column] = []
@@ -355,6 +391,11 @@ def scan_for_pii(
     if len(identifiers) and columns:
         normalized = [normalize(c.values) for c in columns]
         union = pa.chunked_array(normalized, type=_TEXT)
+        if identifiers.is_keyed:
+            if key is None:
+                raise ValueError("keyed identifiers need the key they were fingerprinted with")
+            union = pa.chunked_array([fingerprint(union, key)])
+            terms = fingerprint(terms, key)
         # hash the smaller side: usually the outputs' distinct values
         if len(union) < len(identifiers):
             union_set = pc.unique(union)

@@ -17,22 +17,30 @@ def _deploy_options(f: Any) -> Any:
         default=None,
         help="Kubeflow Pipelines API: submit deploy there instead of running it locally.",
     )(f)
+    f = click.option("--token", envvar="AUTOROI_KFP_TOKEN", default=None, help="Bearer token for --host.")(f)
     f = click.option(
         "--verbose", is_flag=True, help="Stream kfp.local's step output instead of writing it to a log."
     )(f)
     return f
 
 
-def start_deploy(cfg: Any, version: str, host: str | None, verbose: bool) -> None:
+def start_deploy(cfg: Any, version: str, host: str | None, verbose: bool, token: str | None = None) -> None:
     """The ``deploy`` pipeline: through kfp.local, or submitted to ``host``."""
     from datetime import datetime
 
     from autoroi.cli.render import console
     from autoroi.errors import AutoroiError
-    from pipelines.run import PipelineFailed, run_local, submit
+    from pipelines.run import KfpApiError, PipelineFailed, run_local, submit
 
     if host:
-        run_id = submit("deploy", cfg, host, params={"version": version})
+        from autoroi.cli.pipeline_cmds import connect
+
+        try:
+            run_id = submit(
+                "deploy", cfg, connect(host, token, False, None, None), params={"version": version}
+            )
+        except KfpApiError as e:
+            raise AutoroiError(str(e)) from e
         console.print(f"deploy of {version} submitted to {host}: run {run_id}")
         return
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -74,6 +82,7 @@ def approve(
     config_path: Path | None,
     lake_uri: str | None,
     host: str | None,
+    token: str | None,
     verbose: bool,
 ) -> None:
     """Approve VERSION (bound to its artifact's digest) and start deploy."""
@@ -85,7 +94,7 @@ def approve(
     record = decide(open_lake(cfg.lake.uri, cfg.lake), version, APPROVE, by, comment, override=override)
     console.print(f"{version} approved by {record.by} at {record.at} (digest {record.digest[:12]}…)")
     if not no_deploy:
-        start_deploy(cfg, version, host, verbose)
+        start_deploy(cfg, version, host, verbose, token)
 
 
 @click.command()
@@ -111,7 +120,12 @@ def reject(version: str, by: str, comment: str, config_path: Path | None, lake_u
 @lake_option
 @_deploy_options
 def deploy(
-    version: str, config_path: Path | None, lake_uri: str | None, host: str | None, verbose: bool
+    version: str,
+    config_path: Path | None,
+    lake_uri: str | None,
+    host: str | None,
+    token: str | None,
+    verbose: bool,
 ) -> None:
     """Run the deploy pipeline for an approved VERSION (again)."""
-    start_deploy(load(config_path, None, lake_uri), version, host, verbose)
+    start_deploy(load(config_path, None, lake_uri), version, host, verbose, token)

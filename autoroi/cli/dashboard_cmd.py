@@ -148,7 +148,11 @@ def stop_background(cfg: Any) -> str:
 @click.command()
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default: serving.port).")
 @click.option("--background", is_flag=True, help="Start detached; stop it with `autoroi dashboard --stop`.")
-@click.option("--stop", is_flag=True, help="Stop the dashboard started with --background.")
+@click.option(
+    "--stop",
+    is_flag=True,
+    help="Stop the background dashboard and local endpoint (model servers keep running).",
+)
 @config_option
 @lake_option
 def dashboard(

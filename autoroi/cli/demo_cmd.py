@@ -174,6 +174,7 @@ def _start_endpoint(cfg: Any) -> str:
         cfg.serving.host,
         port,
         static_dir=static if (static / "index.html").exists() else None,
+        lake_uri=cfg.lake.uri,
     )
     return str(doc["url"])
 

@@ -106,3 +106,121 @@ def compile_cmd(config_path: Path | None, output: Path) -> None:
 
     for path in compile_all(load(config_path), output):
         click.echo(str(path))
+
+
+def kfp_options(f: Any) -> Any:
+    """Where the Kubeflow Pipelines API is and how to authenticate."""
+    f = click.option("--namespace", default=None, help="KFP namespace (multi-user deployments).")(f)
+    f = click.option(
+        "--kube-context", default=None, help="Without --host: the kubeconfig context to go through."
+    )(f)
+    f = click.option(
+        "--in-cluster", is_flag=True, help="Authenticate with the pod's projected ServiceAccount token."
+    )(f)
+    f = click.option(
+        "--token", envvar="AUTOROI_KFP_TOKEN", default=None, help="Bearer token (or AUTOROI_KFP_TOKEN)."
+    )(f)
+    f = click.option(
+        "--host",
+        default=None,
+        help="KFP API URL, e.g. https://kubeflow.example.com/pipeline (default: kubeconfig).",
+    )(f)
+    return f
+
+
+def connect(
+    host: str | None, token: str | None, in_cluster: bool, kube_context: str | None, namespace: str | None
+) -> Any:
+    from autoroi.errors import AutoroiError
+    from pipelines.run import KfpApiError, kfp_client
+
+    try:
+        return kfp_client(
+            host, token=token, in_cluster=in_cluster, kube_context=kube_context, namespace=namespace
+        )
+    except KfpApiError as e:
+        raise AutoroiError(str(e)) from e
+
+
+def _params(pairs: tuple[str, ...]) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r}: expected key=value", param_hint="--param")
+        out[key] = yaml.safe_load(value) if value else ""
+    return out
+
+
+@click.command()
+@click.argument("pipeline", type=click.Choice(["ingest", "train", "deploy"]))
+@config_option
+@kfp_options
+@click.option("--experiment", default="autoroi", show_default=True)
+@click.option("--param", "params", multiple=True, help="Pipeline argument key=value (repeatable).")
+def submit(
+    pipeline: str,
+    config_path: Path | None,
+    host: str | None,
+    token: str | None,
+    in_cluster: bool,
+    kube_context: str | None,
+    namespace: str | None,
+    experiment: str,
+    params: tuple[str, ...],
+) -> None:
+    """Submit one run of PIPELINE to a Kubeflow Pipelines API."""
+    from autoroi.cli.render import console
+    from autoroi.errors import AutoroiError
+    from pipelines.run import KfpApiError
+    from pipelines.run import submit as submit_run
+
+    cfg = load(config_path)
+    client = connect(host, token, in_cluster, kube_context, namespace)
+    try:
+        run_id = submit_run(pipeline, cfg, client, _params(params), experiment=experiment)
+    except KfpApiError as e:
+        raise AutoroiError(str(e)) from e
+    console.print(f"submitted {pipeline}: run {run_id} in experiment {experiment}")
+
+
+@click.command()
+@click.argument("pipeline", type=click.Choice(["ingest"]))
+@click.option(
+    "--cron", required=True, help="Cron expression: 5 fields ('0 2 * * *') or KFP's 6 with seconds."
+)
+@config_option
+@kfp_options
+@click.option("--experiment", default="autoroi", show_default=True)
+@click.option("--name", "job_name", default=None, help="Name of the recurring run.")
+def schedule(
+    pipeline: str,
+    cron: str,
+    config_path: Path | None,
+    host: str | None,
+    token: str | None,
+    in_cluster: bool,
+    kube_context: str | None,
+    namespace: str | None,
+    experiment: str,
+    job_name: str | None,
+) -> None:
+    """Create a recurring run of PIPELINE (ingest) on a Kubeflow Pipelines API."""
+    from autoroi.cli.render import console
+    from autoroi.errors import AutoroiError
+    from pipelines.run import KfpApiError, cron_6
+    from pipelines.run import schedule as schedule_run
+
+    try:
+        cron_6(cron)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--cron") from e
+    cfg = load(config_path)
+    client = connect(host, token, in_cluster, kube_context, namespace)
+    try:
+        job = schedule_run(pipeline, cfg, client, cron, experiment=experiment, job_name=job_name)
+    except KfpApiError as e:
+        raise AutoroiError(str(e)) from e
+    console.print(f"scheduled {pipeline} ({cron_6(cron)}): recurring run {job}")

@@ -8,26 +8,38 @@ not a parameter: it reaches the step as the environment variable named by
 ``anonymize.hmac_key_file`` (a Kubernetes Secret on a cluster).
 
 Output ``curated``: ``<table>/part-00000.parquet`` (zstd) per allowed table and
-``_report.json`` (what was kept, treated, dropped; never a value).
+``_report.json`` (what was kept, treated, dropped; never a value). Output
+``identifiers``: keyed fingerprints of the raw zone's direct identifiers, so
+that the PII scan needs no access to raw/.
 """
 
 from kfp import dsl
-from kfp.dsl import Dataset, Metrics, Output, python_component
+from kfp.dsl import Artifact, Dataset, Metrics, Output, python_component
 
 
-def anonymize(lake_uri: str, config_json: str, curated: Output[Dataset], metrics: Output[Metrics]) -> str:
+def anonymize(
+    lake_uri: str,
+    config_json: str,
+    curated: Output[Dataset],
+    identifiers: Output[Artifact],
+    metrics: Output[Metrics],
+) -> str:
     """Drop direct identifiers, pseudonymize keys, generalize quasi-identifiers;
     returns the report as JSON."""
     import json
 
-    from autoroi.anonymize.run import anonymize_lake
+    from autoroi.anonymize.run import anonymize_lake, identifiers_from_raw, write_identifiers
     from autoroi.config import config_from_json
     from autoroi.lake.storage import open_lake
     from autoroi.logs import setup_logging
 
     setup_logging()
     cfg = config_from_json(config_json)
-    report = anonymize_lake(open_lake(lake_uri, cfg.lake), cfg, curated.path)
+    lake = open_lake(lake_uri, cfg.lake)
+    report = anonymize_lake(lake, cfg, curated.path)
+    ids = identifiers_from_raw(lake, cfg)
+    write_identifiers(identifiers.path, ids)
+    metrics.log_metric("identifier_fingerprints", len(ids))
     for t in report.tables:
         metrics.log_metric(f"{t.table}.rows", t.rows_out)
         metrics.log_metric(f"{t.table}.columns_dropped", len(t.dropped))

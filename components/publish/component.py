@@ -33,6 +33,7 @@ def publish(
         read_table_dir(curated.path),
         read_dataset_dir(master.path),
         read_report(master.path),
+        source=read_report(curated.path).get("source"),
     )
     metrics.log_metric("changed", int(result.changed))
     metrics.log_metric("curated_tables_changed", len(result.curated_changed))

@@ -1,11 +1,12 @@
 """KFP component ``scan_pii``: the PII-scan gate over every staged output.
 
-Collects the direct-identifier values of ``<lake>/raw/`` (names, e-mails,
-phones, VINs, street lines), then searches every text column of every table in
-``curated`` and ``master`` (and the JSON files beside them) for them and for
-e-mail, phone and VIN patterns. The report artifact lists table, column, check
-and count, never a value; any finding fails the step, so ``publish`` never
-runs.
+Takes the keyed fingerprints of the raw zone's direct identifiers (names,
+e-mails, phones, VINs, street lines) that ``anonymize`` wrote, and searches
+every text column of every table in ``curated`` and ``master`` (and the JSON
+files beside them) for them, by fingerprint, and for e-mail, phone and VIN
+patterns. It needs the pseudonymization key, not access to raw/. The report
+artifact lists table, column, check and count, never a value; any finding
+fails the step, so ``publish`` never runs.
 """
 
 from kfp import dsl
@@ -13,8 +14,8 @@ from kfp.dsl import Artifact, Dataset, Input, Metrics, Output, python_component
 
 
 def scan_pii(
-    lake_uri: str,
     config_json: str,
+    identifiers: Input[Artifact],
     curated: Input[Dataset],
     master: Input[Dataset],
     report: Output[Artifact],
@@ -24,14 +25,15 @@ def scan_pii(
     import json
     from pathlib import Path
 
-    from autoroi.anonymize.run import scan_staged
+    from autoroi.anonymize import load_hmac_key
+    from autoroi.anonymize.run import read_identifiers, scan_staged
     from autoroi.config import config_from_json
-    from autoroi.lake.storage import open_lake
     from autoroi.logs import setup_logging
 
     setup_logging()
     cfg = config_from_json(config_json)
-    result = scan_staged(open_lake(lake_uri, cfg.lake), curated.path, master.path)
+    key = load_hmac_key(cfg.anonymize)
+    result = scan_staged(read_identifiers(identifiers.path), curated.path, master.path, key=key)
     Path(report.path).parent.mkdir(parents=True, exist_ok=True)
     Path(report.path).write_text(json.dumps(result.to_dict(), indent=2))
     metrics.log_metric("findings", len(result.findings))

@@ -18,12 +18,13 @@ from components.roll_back import component as roll_back_component
 from components.roll_out import component as roll_out_component
 from components.smoke_test import component as smoke_component
 from components.verify_approval import component as verify_component
+from pipelines import cluster as k8s
 
 PIPELINE_NAME = "autoroi-deploy"
 
 
 def build_pipeline(cfg: AutoroiConfig) -> Any:
-    image = cfg.kfp.base_image
+    image = cfg.kfp.image("components")
     verify_op = verify_component.build(image)
     roll_out_op = roll_out_component.build(image)
     smoke_op = smoke_component.build(image)
@@ -76,6 +77,13 @@ def build_pipeline(cfg: AutoroiConfig) -> Any:
             )
             back.set_display_name("Roll back (smoke test failed)")
             back.set_caching_options(False)
+        # on a cluster: lake credentials without raw/; the Kubernetes API through the run's ServiceAccount
+        for task in (verify, rollout, smoke, promote, record, back):
+            k8s.lake_credentials(task, cfg)
+            k8s.pull_secret(task, cfg)
+            k8s.resources(task, "250m", "512Mi", "1", "1Gi")
+        for task in (verify, record):
+            k8s.transient(task, cfg)
         return verify.output
 
     return deploy

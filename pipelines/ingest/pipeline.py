@@ -19,6 +19,7 @@ from components.publish import component as publish_component
 from components.replicate import component as replicate_component
 from components.scan import component as scan_component
 from components.validate_master import component as validate_component
+from pipelines import cluster as k8s
 from pipelines.train.pipeline import build_pipeline as build_train
 
 PIPELINE_NAME = "autoroi-ingest"
@@ -35,10 +36,10 @@ class IngestOutputs(NamedTuple):
 
 def build_pipeline(cfg: AutoroiConfig) -> Any:
     """The pipeline function, with component images taken from ``cfg``."""
-    image = cfg.kfp.base_image
+    image = cfg.kfp.image("components")
     replicate_op = replicate_component.build(image)
     anonymize_op = anonymize_component.build(image)
-    preprocess_op = preprocess_component.build(image)
+    preprocess_op = preprocess_component.build(cfg.kfp.image("spark"))
     validate_op = validate_component.build(image)
     scan_op = scan_component.build(image)
     publish_op = publish_component.build(image)
@@ -83,13 +84,13 @@ def build_pipeline(cfg: AutoroiConfig) -> Any:
         validate.set_caching_options(False)  # compares with the lake's current master
 
         scan = scan_op(
-            lake_uri=lake_uri,
             config_json=config_json,
+            identifiers=anonymize.outputs["identifiers"],
             curated=anonymize.outputs["curated"],
             master=preprocess.outputs["master"],
         ).after(validate)
         scan.set_display_name("Scan outputs for PII")
-        scan.set_caching_options(False)  # identifiers come from the raw zone
+        scan.set_caching_options(False)  # fingerprints of the raw zone, which changes under the same inputs
 
         publish = publish_op(
             lake_uri=lake_uri,
@@ -108,6 +109,25 @@ def build_pipeline(cfg: AutoroiConfig) -> Any:
                 lake_uri=lake_uri, config_json=config_json, master_version=publish.outputs["version"]
             )
             train.set_display_name("Train ROI model (new master version)")
+
+        # on a cluster: Secrets as environment variables, resources, retries (kfp.local ignores these)
+        k8s.source_password(replicate, cfg)
+        k8s.lake_credentials(replicate, cfg, raw=True)  # only these two steps may read raw/
+        k8s.lake_credentials(anonymize, cfg, raw=True)
+        k8s.hmac_key(anonymize, cfg)
+        k8s.hmac_key(scan, cfg)  # fingerprints, not raw/
+        for task in (validate, publish):
+            k8s.lake_credentials(task, cfg)
+        for task in (replicate, publish):
+            k8s.transient(task, cfg)
+        k8s.resources(replicate, "1", "2Gi", "2", "4Gi")
+        k8s.resources(anonymize, "1", "4Gi", "2", "8Gi")
+        k8s.resources(preprocess, "2", "6Gi", "4", "12Gi")
+        k8s.resources(validate, "500m", "2Gi", "1", "4Gi")
+        k8s.resources(scan, "1", "4Gi", "2", "8Gi")
+        k8s.resources(publish, "500m", "2Gi", "1", "4Gi")
+        for task in (replicate, anonymize, preprocess, validate, scan, publish):
+            k8s.pull_secret(task, cfg)
 
         return IngestOutputs(
             replicate.outputs["Output"],

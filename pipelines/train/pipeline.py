@@ -17,6 +17,7 @@ from components.notify import component as notify_component
 from components.register import component as register_component
 from components.tune import component as tune_component
 from components.validate import component as validate_component
+from pipelines import cluster as k8s
 
 PIPELINE_NAME = "autoroi-train"
 
@@ -30,13 +31,13 @@ class TrainOutputs(NamedTuple):
 def build_pipeline(cfg: AutoroiConfig) -> Any:
     """The pipeline function, with component images and resource requests
     from ``cfg``."""
-    image = cfg.kfp.trainer_image
+    image = cfg.kfp.image("trainer")
     res = cfg.kfp.train_resources
     tune_op = tune_component.build(image)
     validate_op = validate_component.build(image)
     fit_op = fit_component.build(image)
     register_op = register_component.build(image)
-    notify_op = notify_component.build(cfg.kfp.base_image)
+    notify_op = notify_component.build(cfg.kfp.image("components"))
 
     def heavy(task: Any) -> Any:
         return (
@@ -95,12 +96,22 @@ def build_pipeline(cfg: AutoroiConfig) -> Any:
         )
         register.set_display_name("Register model version and report")
         register.set_caching_options(False)  # writes a new registry version
-        register.set_cpu_request("500m").set_memory_request("1Gi")
 
         notify = notify_op(lake_uri=lake_uri, config_json=config_json, version=register.outputs["version"])
         notify.set_display_name("Notify reviewer")
         notify.set_caching_options(False)
-        notify.set_cpu_request("100m").set_memory_request("256Mi")
+
+        # on a cluster (kfp.local ignores these): lake credentials without raw/, GPU nodes if configured
+        for task in (tune, validate, fit, register, notify):
+            k8s.lake_credentials(task, cfg)
+            k8s.pull_secret(task, cfg)
+        for task in (tune, fit):
+            k8s.gpu_trainer(task, cfg)
+        k8s.notify_webhook(notify, cfg)
+        for task in (register, notify):
+            k8s.transient(task, cfg)
+        k8s.resources(register, "500m", "1Gi", "1", "2Gi")
+        k8s.resources(notify, "100m", "256Mi", "500m", "512Mi")
 
         return TrainOutputs(
             tune.outputs["master_version"], register.outputs["version"], register.outputs["status"]

@@ -2,6 +2,11 @@
 version serves now (``<state_dir>/endpoint.json``, written by the deploy
 pipeline), plus the dashboard's static files on the same origin.
 
+Besides ``/v1`` and ``/v2`` (forwarded) it answers ``GET /endpoint`` (the
+serving version), ``GET /options`` (what the dashboard's pickers offer, read
+from the serving version's artifact: ``options.py``) and ``GET /report`` (the
+serving version's ``report.html`` from the registry in the lake).
+
 On a cluster KServe's ingress does this job; locally the deploy pipeline's
 promotion is an atomic replace of the endpoint file, which this app re-reads
 when it changes, so a version swap drops no request. A request that finds the
@@ -11,18 +16,25 @@ old server already gone is retried once against the new one.
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+
+from autoroi.errors import AutoroiError
+
+if TYPE_CHECKING:
+    from autoroi.lake.storage import Lake
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +67,16 @@ class Backend:
 
 
 def build_app(
-    state_dir: str | Path, static_dir: str | Path | None = None, timeout_s: float = 30.0
+    state_dir: str | Path,
+    static_dir: str | Path | None = None,
+    timeout_s: float = 30.0,
+    lake: Lake | None = None,
 ) -> Starlette:
+    """``lake``: the registry's lake, for ``/report`` (and ``/options`` when
+    ``endpoint.json`` names no artifact)."""
     backend = Backend(Path(state_dir))
     client = httpx.AsyncClient(timeout=timeout_s)
+    options_cache: dict[tuple[str, str], dict[str, Any]] = {}
 
     async def forward(request: Request) -> Response:
         body = await request.body()
@@ -100,10 +118,48 @@ def build_app(
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True})
 
+    async def options(request: Request) -> Response:
+        from serving.router.options import artifact_location, read_options
+
+        doc = backend.current()
+        if doc is None:
+            return JSONResponse({"error": NO_MODEL}, status_code=503)
+        version = str(doc.get("version"))
+        key = (version, str(doc.get("artifact")))
+        if key not in options_cache:
+            try:
+                fs, folder = artifact_location(doc, lake)
+                options_cache.clear()
+                options_cache[key] = await run_in_threadpool(read_options, fs, folder, version)
+            except (LookupError, OSError, ValueError, KeyError, AutoroiError) as e:
+                log.warning("no options for %s: %s", version, e)
+                return JSONResponse(
+                    {"error": f"cannot read the options of {version} from its artifact: {e}"},
+                    status_code=503,
+                )
+        return JSONResponse(options_cache[key])
+
+    async def report(request: Request) -> Response:
+        from serving.router.options import read_bytes, report_location
+
+        doc = backend.current()
+        if doc is None:
+            return HTMLResponse(f"<p>{html.escape(NO_MODEL)}</p>", status_code=404)
+        version = str(doc.get("version"))
+        try:
+            fs, path = report_location(doc, lake)
+            body = await run_in_threadpool(read_bytes, fs, path)
+        except (LookupError, OSError, AutoroiError) as e:
+            text = f"no report for model version {version}: {e}"
+            return HTMLResponse(f"<p>{html.escape(text)}</p>", status_code=404)
+        return HTMLResponse(body, headers={"x-autoroi-model-version": version})
+
     methods = ["GET", "POST"]
     routes: list[Any] = [
         Route("/healthz", healthz),
         Route("/endpoint", endpoint),
+        Route("/options", options),
+        Route("/report", report),
         Route("/v1/{path:path}", forward, methods=methods),
         Route("/v2/{path:path}", forward, methods=methods),
         Route("/v2", forward, methods=methods),

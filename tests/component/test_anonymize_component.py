@@ -3,9 +3,11 @@
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
-from kfp.dsl import Dataset, Metrics
+from kfp.dsl import Artifact, Dataset, Metrics
 
 from autoroi.config import DEFAULT_ALLOW_LIST, load_config
 from autoroi.errors import AnonymizationError
@@ -41,6 +43,10 @@ def _artifacts(tmp_path: Path) -> tuple[Dataset, Metrics]:
     )
 
 
+def _ids(where: Path) -> Artifact:
+    return Artifact(name="identifiers", uri=str(where / "identifiers"), metadata={})
+
+
 def test_anonymize_component_writes_curated_tables_report_and_metrics(
     raw_lake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -49,7 +55,11 @@ def test_anonymize_component_writes_curated_tables_report_and_metrics(
     op = build("example.org/components:test")
 
     out = op.python_func(
-        lake_uri=str(raw_lake), config_json=load_config().model_dump_json(), curated=curated, metrics=metrics
+        lake_uri=str(raw_lake),
+        config_json=load_config().model_dump_json(),
+        curated=curated,
+        identifiers=_ids(tmp_path),
+        metrics=metrics,
     )
 
     report = json.loads(out)
@@ -57,7 +67,9 @@ def test_anonymize_component_writes_curated_tables_report_and_metrics(
     assert sorted(p.name for p in root.iterdir()) == sorted([*DEFAULT_ALLOW_LIST, "_report.json"])
     for table in DEFAULT_ALLOW_LIST:
         assert [p.name for p in (root / table).iterdir()] == ["part-00000.parquet"]
-    assert json.loads((root / "_report.json").read_text()) == report
+    on_disk = json.loads((root / "_report.json").read_text())
+    assert {k: v for k, v in on_disk.items() if k != "source"} == report
+    assert on_disk["source"]["sales"]["rows"] == 3_000  # raw versions, for the master manifest
     tables = read_table_dir(root)
     assert ds.dataset(root / "sales", format="parquet").count_rows() == 3_000
     for table, cols in DIRECT_IDENTIFIERS.items():
@@ -69,11 +81,22 @@ def test_anonymize_component_writes_curated_tables_report_and_metrics(
     assert metrics.metadata["duration_seconds"] > 0
     assert "zip3_rows_suppressed" in metrics.metadata
     assert report["as_of"] is not None
+    # the scan's input: fingerprints of the raw identifiers, never a value in clear text
+    ids = pq.read_table(tmp_path / "identifiers" / "identifiers.parquet").column("fingerprint")
+    assert ids.type == pa.uint64() and len(ids) == metrics.metadata["identifier_fingerprints"] > 1_000
+    raw_text = (tmp_path / "identifiers" / "identifiers.parquet").read_bytes()
+    sales = ds.dataset(raw_lake / "raw" / "sales", format="parquet")
+    vins = sales.to_table(columns=["vin"]).column("vin").to_pylist()
+    assert not any(v.encode() in raw_text for v in vins[:200])
 
     # the same key gives the same curated tables
     again, m2 = _artifacts(tmp_path / "again")
     op.python_func(
-        lake_uri=str(raw_lake), config_json=load_config().model_dump_json(), curated=again, metrics=m2
+        lake_uri=str(raw_lake),
+        config_json=load_config().model_dump_json(),
+        curated=again,
+        identifiers=_ids(tmp_path / "again"),
+        metrics=m2,
     )
     second = read_table_dir(again.path)
     assert all(second[t].equals(tables[t]) for t in tables)
@@ -90,6 +113,7 @@ def test_anonymize_component_refuses_without_key_and_writes_nothing(
             lake_uri=str(raw_lake),
             config_json=load_config().model_dump_json(),
             curated=curated,
+            identifiers=_ids(tmp_path),
             metrics=metrics,
         )
     assert not Path(curated.path).exists() or not any(Path(curated.path).iterdir())
@@ -105,7 +129,11 @@ def test_anonymize_component_reads_the_key_from_a_mounted_file(
     cfg = load_config(overrides={"anonymize": {"hmac_key_file": str(key_file)}})
     curated, metrics = _artifacts(tmp_path)
     build("example.org/components:test").python_func(
-        lake_uri=str(raw_lake), config_json=cfg.model_dump_json(), curated=curated, metrics=metrics
+        lake_uri=str(raw_lake),
+        config_json=cfg.model_dump_json(),
+        curated=curated,
+        identifiers=_ids(tmp_path),
+        metrics=metrics,
     )
     assert read_table_dir(curated.path)["sales"].num_rows == 3_000
 

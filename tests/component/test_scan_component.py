@@ -32,15 +32,17 @@ def raw_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "lake"
 
 
-def _anonymize(lake: Path, cfg: AutoroiConfig, where: Path) -> Dataset:
+def _anonymize(lake: Path, cfg: AutoroiConfig, where: Path) -> tuple[Dataset, Artifact]:
     curated = Dataset(name="curated", uri=str(where / "curated"), metadata={})
+    identifiers = Artifact(name="identifiers", uri=str(where / "identifiers"), metadata={})
     build_anonymize("example.org/c:test").python_func(
         lake_uri=str(lake),
         config_json=cfg.model_dump_json(),
         curated=curated,
+        identifiers=identifiers,
         metrics=Metrics(name="m", uri=str(where / "anon-metrics"), metadata={}),
     )
-    return curated
+    return curated, identifiers
 
 
 def _master(where: Path, extra: dict[str, list] | None = None) -> Dataset:
@@ -62,12 +64,13 @@ def _master(where: Path, extra: dict[str, list] | None = None) -> Dataset:
     return master
 
 
-def _scan(lake: Path, cfg: AutoroiConfig, curated: Dataset, master: Dataset, where: Path):
+def _scan(cfg: AutoroiConfig, staged: tuple[Dataset, Artifact], master: Dataset, where: Path):
     report = Artifact(name="report", uri=str(where / "scan-report.json"), metadata={})
     metrics = Metrics(name="metrics", uri=str(where / "scan-metrics"), metadata={})
+    curated, identifiers = staged
     run = lambda: build_scan("example.org/c:test").python_func(  # noqa: E731
-        lake_uri=str(lake),
         config_json=cfg.model_dump_json(),
+        identifiers=identifiers,
         curated=curated,
         master=master,
         report=report,
@@ -79,9 +82,7 @@ def _scan(lake: Path, cfg: AutoroiConfig, curated: Dataset, master: Dataset, whe
 def test_scan_passes_on_anonymized_outputs(raw_lake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("AUTOROI_HMAC_KEY", KEY)
     cfg = load_config()
-    run, report, metrics = _scan(
-        raw_lake, cfg, _anonymize(raw_lake, cfg, tmp_path), _master(tmp_path), tmp_path
-    )
+    run, report, metrics = _scan(cfg, _anonymize(raw_lake, cfg, tmp_path), _master(tmp_path), tmp_path)
 
     out = json.loads(run())
 
@@ -101,8 +102,9 @@ def test_scan_fails_on_a_leaking_allow_list_and_reports_no_values(
     cfg = load_config(
         overrides={"anonymize": {"allow": {"customers": {"customer_id": "pseudonymize", "email": "keep"}}}}
     )
-    curated = _anonymize(raw_lake, cfg, tmp_path)
-    run, report, metrics = _scan(raw_lake, cfg, curated, _master(tmp_path), tmp_path)
+    staged = _anonymize(raw_lake, cfg, tmp_path)
+    curated = staged[0]
+    run, report, metrics = _scan(cfg, staged, _master(tmp_path), tmp_path)
 
     with pytest.raises(PiiLeakError, match=r"curated/customers\.email \(email: \d+, identifier: \d+\)"):
         run()
@@ -122,7 +124,7 @@ def test_scan_fails_on_a_leak_in_the_master_table(
     monkeypatch.setenv("AUTOROI_HMAC_KEY", KEY)
     cfg = load_config()
     master = _master(tmp_path, extra={"note": ["ok", "sold to +1 (201) 555-0199"]})
-    run, report, _ = _scan(raw_lake, cfg, _anonymize(raw_lake, cfg, tmp_path), master, tmp_path)
+    run, report, _ = _scan(cfg, _anonymize(raw_lake, cfg, tmp_path), master, tmp_path)
     with pytest.raises(PiiLeakError, match=r"master\.note \(phone: 1\)"):
         run()
     assert json.loads(Path(report.path).read_text())["findings"] == [

@@ -146,16 +146,19 @@ def test_compile_is_deterministic_and_names_steps(tmp_path: Path):
     cfg = load_config(
         overrides={
             "kfp": {
-                "base_image": "registry.example.com/autoroi/components:abc",
-                "trainer_image": "registry.example.com/autoroi/trainer:abc",
+                "image_registry": "registry.example.com/autoroi",
+                "image_tag": "abc",
             }
         }
     )
     paths = compile_all(cfg, tmp_path / "a")
     again = compile_all(cfg, tmp_path / "b")
-    assert [p.name for p in paths] == ["ingest.yaml", "train.yaml"]
+    assert [p.name for p in paths] == ["ingest.yaml", "train.yaml", "deploy.yaml"]
     assert [p.read_bytes() for p in paths] == [p.read_bytes() for p in again]
-    spec = yaml.safe_load(paths[0].read_text())
+    spec, platform = yaml.safe_load_all(
+        paths[0].read_text()
+    )  # the pipeline, then kfp-kubernetes' platform spec
+    assert "autoroi-hmac" in json.dumps(platform)
     assert spec["pipelineInfo"]["name"] == "autoroi-ingest"
     tasks = spec["root"]["dag"]["tasks"]
     names = {t["taskInfo"]["name"] for t in tasks.values()}
@@ -170,8 +173,7 @@ def test_compile_is_deterministic_and_names_steps(tmp_path: Path):
     }
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert images == {
-        "registry.example.com/autoroi/components:abc",
-        "registry.example.com/autoroi/trainer:abc",
+        f"registry.example.com/autoroi/{kind}:abc" for kind in ("components", "spark", "trainer")
     }
     assert set(spec["root"]["outputDefinitions"]["parameters"]) == {
         "replication",

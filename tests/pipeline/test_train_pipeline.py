@@ -117,7 +117,7 @@ def test_ingest_runs_train_only_when_the_master_version_changed(
 def test_compiled_train_names_steps_requests_resources_and_ui_artifacts(tmp_path: Path):
     cfg = load_config(overrides={"kfp": {"trainer_image": "registry.example.com/autoroi/trainer:abc"}})
     path = next(p for p in compile_all(cfg, tmp_path) if p.name == "train.yaml")
-    spec = yaml.safe_load(path.read_text())
+    spec = next(yaml.safe_load_all(path.read_text()))
     assert spec["pipelineInfo"]["name"] == "autoroi-train"
     tasks = spec["root"]["dag"]["tasks"]
     assert [t["taskInfo"]["name"] for t in tasks.values()] == [

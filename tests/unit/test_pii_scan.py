@@ -264,3 +264,26 @@ def test_the_outputs_own_names_and_report_terms_are_not_identifiers():
     assert not scan_for_pii(other, ids).ok
     # ... unless the caller says it is a report term
     assert scan_for_pii(other, ids, exempt_terms=["sales"]).ok
+
+
+def test_keyed_identifiers_find_the_same_leaks_without_clear_text():
+    """What the pipeline hands the scan: fingerprints keyed by the HMAC key.
+    Same findings as the clear-text set; a wrong key matches nothing."""
+    leaky = {
+        "curated/customers": pa.table({"note": ["Jane Doe", "ok", "12 Elm Street"], "city": ["x", "y", "z"]}),
+        "curated/sales": pa.table({"vin": ["1AR3KX7P1RS123456"]}),
+    }
+    clear = scan_for_pii(leaky, collect_identifiers(RAW))
+    key = b"k" * 40
+    keyed_ids = collect_identifiers(RAW).keyed(key)
+    assert keyed_ids.is_keyed and keyed_ids.values.type == pa.uint64()
+    assert not {"jane", "jane doe"} & {str(v) for v in keyed_ids.values.to_pylist()}
+    keyed = scan_for_pii(leaky, keyed_ids, key=key)
+    assert [(f.table, f.column, f.check, f.count) for f in keyed.findings] == [
+        (f.table, f.column, f.check, f.count) for f in clear.findings
+    ]
+    assert any(f.check == "identifier" for f in keyed.findings)
+    wrong = scan_for_pii(leaky, keyed_ids, key=b"w" * 40)
+    assert not any(f.check == "identifier" for f in wrong.findings)
+    with pytest.raises(ValueError, match="key"):
+        scan_for_pii(leaky, keyed_ids)

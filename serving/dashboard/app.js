@@ -1,0 +1,636 @@
+/* autoroi dashboard: plain JavaScript, no build step, nothing fetched from
+ * elsewhere. Every request goes to the page's own origin with a relative URL:
+ *
+ *   GET  v2/models/roi              the served model version (KServe v2 metadata)
+ *   GET  options                    the pickers' regions, vehicle models (with
+ *                                   segments), servable pairs, incentive types,
+ *                                   weeks (the local router; used only when the
+ *                                   v2 metadata does not carry them in
+ *                                   "parameters")
+ *   POST v1/models/roi:predict      the predictions (one batch per panel)
+ *   GET  endpoint                   the version, when v2 metadata is unavailable
+ *   GET  report                     the serving version's training report
+ *
+ * A refusal (4xx) shows the server's "field" and "reason"; an endpoint that
+ * does not answer (network error, 502/503) is shown as down, and the panels
+ * keep their last values, dimmed.
+ */
+(function () {
+  "use strict";
+
+  var PREDICT_URL = "v1/models/roi:predict";
+  var METADATA_URL = "v2/models/roi";
+  var CURVE_POINTS = 20;
+  var DEBOUNCE_MS = 300;
+
+  var $ = function (id) { return document.getElementById(id); };
+  var els = {
+    version: $("model-version"),
+    reportLink: $("report-link"),
+    reportStatus: $("report-status"),
+    status: $("status"),
+    errors: $("errors"),
+    errorList: $("error-list"),
+    retry: $("retry"),
+    form: $("scenario"),
+    region: $("region"),
+    model: $("vehicle-model"),
+    week: $("week"),
+    type: $("incentive-type"),
+    amount: $("amount"),
+    roi: $("roi"),
+    cellLevel: $("cell-level"),
+    curve: $("curve"),
+    curveCaption: $("curve-caption"),
+    heatmap: $("heatmap"),
+    heatmapCaption: $("heatmap-caption"),
+    panels: {
+      prediction: $("prediction-panel"),
+      curve: $("curve-panel"),
+      heatmap: $("heatmap-panel"),
+    },
+  };
+
+  var state = {
+    version: null,
+    options: null,
+    segmentOf: {},
+    msrpOf: {},
+    modelsOf: {}, // region -> servable vehicle models
+    errors: {}, // source -> error
+    round: 0,
+    lastProgram: null,
+    timer: null,
+  };
+
+  // ------------------------------------------------------------------ requests
+
+  function EndpointError(info) {
+    this.name = "EndpointError";
+    this.kind = info.kind; // "down" | "rejected"
+    this.status = info.status || null;
+    this.field = info.field || null;
+    this.reason = info.reason || null;
+    this.message = info.message || "request failed";
+  }
+  EndpointError.prototype = Object.create(Error.prototype);
+
+  async function requestJSON(url, init) {
+    var resp;
+    try {
+      resp = await fetch(url, Object.assign({ cache: "no-store" }, init || {}));
+    } catch (e) {
+      throw new EndpointError({
+        kind: "down",
+        message: "cannot reach the endpoint at " + location.origin + " (" + (e && e.message) + ")",
+      });
+    }
+    var text = await resp.text();
+    var body = null;
+    try { body = text ? JSON.parse(text) : null; } catch (e) { body = null; }
+    if (!resp.ok) {
+      var msg = body && (body.error || (typeof body.detail === "string" ? body.detail : null));
+      throw new EndpointError({
+        kind: resp.status >= 500 ? "down" : "rejected",
+        status: resp.status,
+        field: body && body.field,
+        reason: body && body.reason,
+        message: msg || text.slice(0, 300) || resp.statusText,
+      });
+    }
+    return body;
+  }
+
+  // One v1 batch; a batch over the server's limit (413) is split in halves.
+  async function predict(instances) {
+    try {
+      var body = await requestJSON(PREDICT_URL, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ instances: instances }),
+      });
+      noteVersion(body && body.model_version);
+      return body.predictions;
+    } catch (e) {
+      if (e instanceof EndpointError && e.status === 413 && instances.length > 1) {
+        var half = Math.ceil(instances.length / 2);
+        var first = await predict(instances.slice(0, half));
+        var second = await predict(instances.slice(half));
+        return first.concat(second);
+      }
+      throw e;
+    }
+  }
+
+  // ------------------------------------------------------------------ errors
+
+  function setError(source, err) {
+    if (err) state.errors[source] = err; else delete state.errors[source];
+    renderErrors();
+  }
+
+  var SOURCE_LABEL = {
+    version: "Model version",
+    options: "Pickers",
+    prediction: "Prediction",
+    curve: "ROI curve",
+    heatmap: "Heatmap",
+  };
+
+  function renderErrors() {
+    var list = els.errorList;
+    list.textContent = "";
+    var sources = Object.keys(state.errors);
+    sources.forEach(function (source) {
+      var e = state.errors[source];
+      var li = document.createElement("li");
+      li.dataset.source = source;
+      li.dataset.kind = e.kind || "error";
+      var head = document.createElement("strong");
+      head.textContent = (SOURCE_LABEL[source] || source) + ": ";
+      li.appendChild(head);
+      if (e.kind === "rejected" && (e.field || e.reason)) {
+        li.appendChild(document.createTextNode(
+          "the model server rejected the input (HTTP " + e.status + ") — field "));
+        var f = document.createElement("code");
+        f.className = "field";
+        f.textContent = e.field || "?";
+        li.appendChild(f);
+        li.appendChild(document.createTextNode(": "));
+        var r = document.createElement("span");
+        r.className = "reason";
+        r.textContent = e.reason || e.message;
+        li.appendChild(r);
+      } else if (e.kind === "down") {
+        li.appendChild(document.createTextNode(
+          "the endpoint is down" + (e.status ? " (HTTP " + e.status + ")" : "") + ": " + e.message));
+      } else {
+        li.appendChild(document.createTextNode((e.status ? "HTTP " + e.status + ": " : "") + e.message));
+      }
+      list.appendChild(li);
+    });
+    els.errors.hidden = sources.length === 0;
+    markInvalidInputs();
+  }
+
+  var FIELD_INPUT = {
+    region: "region",
+    vehicle_model: "model",
+    week_start: "week",
+    incentive_type: "type",
+    incentive_amount: "amount",
+  };
+
+  function markInvalidInputs() {
+    Object.keys(FIELD_INPUT).forEach(function (k) { els[FIELD_INPUT[k]].removeAttribute("aria-invalid"); });
+    var e = state.errors.prediction;
+    if (!e || e.kind !== "rejected" || !e.field) return;
+    var m = /^instances\[\d+\]\.(\w+)$/.exec(e.field);
+    if (m && FIELD_INPUT[m[1]]) els[FIELD_INPUT[m[1]]].setAttribute("aria-invalid", "true");
+  }
+
+  function setStale(panel, stale) {
+    els.panels[panel].classList.toggle("stale", !!stale);
+  }
+
+  // ------------------------------------------------------------------ formatting
+
+  var fmtUnits = new Intl.NumberFormat("en-US", { maximumFractionDigits: 2, minimumFractionDigits: 2 });
+  var fmtMoney = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", maximumFractionDigits: 0 });
+  var fmtPct = new Intl.NumberFormat("en-US", { style: "percent", maximumFractionDigits: 1, minimumFractionDigits: 1 });
+  var fmtPct0 = new Intl.NumberFormat("en-US", { style: "percent", maximumFractionDigits: 0 });
+
+  function num(v) { return typeof v === "number" && isFinite(v); }
+  function roiText(v) { return num(v) ? fmtPct.format(v) : "n/a"; }
+  function signClass(v) { return num(v) ? (v < 0 ? "neg" : "pos") : ""; }
+
+  function label(s) { return String(s).replace(/_/g, " "); }
+
+  // ------------------------------------------------------------------ version, options
+
+  function noteVersion(v) {
+    if (!v || v === state.version) return;
+    var changed = state.version !== null;
+    state.version = v;
+    els.version.textContent = v;
+    els.version.dataset.state = "ok";
+    if (changed) {
+      els.status.textContent = "the endpoint now serves " + v + ": reloading the pickers";
+      loadVersion().then(loadOptions).then(function () { schedule(true, 0); });
+    }
+  }
+
+  async function loadVersion() {
+    try {
+      var meta = await requestJSON(METADATA_URL);
+      var v = meta && meta.versions && meta.versions[0];
+      if (!v) throw new EndpointError({ kind: "error", message: "the v2 metadata names no version" });
+      noteVersion(v);
+      setError("version", null);
+      return meta;
+    } catch (e) {
+      try {
+        var doc = await requestJSON("endpoint");
+        if (doc && doc.version) {
+          noteVersion(doc.version);
+          setError("version", null);
+          return null;
+        }
+      } catch (ignored) { /* keep the first error */ }
+      els.version.textContent = "unknown";
+      els.version.dataset.state = "error";
+      setError("version", e);
+      return null;
+    }
+  }
+
+  function optionsFromMetadata(meta) {
+    var p = meta && meta.parameters;
+    if (p && Array.isArray(p.regions) && Array.isArray(p.vehicle_models) && Array.isArray(p.pairs)) return p;
+    return null;
+  }
+
+  async function loadOptions(meta) {
+    var opts = optionsFromMetadata(meta);
+    if (!opts) {
+      try {
+        opts = await requestJSON("options");
+      } catch (e) {
+        setError("options", e);
+        return false;
+      }
+    }
+    setError("options", null);
+    applyOptions(opts);
+    return true;
+  }
+
+  function fillSelect(select, items, keep) {
+    var old = keep !== undefined ? keep : select.value;
+    select.textContent = "";
+    items.forEach(function (it) {
+      var o = document.createElement("option");
+      o.value = it.value;
+      o.textContent = it.text;
+      select.appendChild(o);
+    });
+    if (items.some(function (it) { return it.value === old; })) select.value = old;
+  }
+
+  function applyOptions(opts) {
+    state.options = opts;
+    state.segmentOf = {};
+    state.msrpOf = {};
+    state.modelsOf = {};
+    opts.vehicle_models.forEach(function (m) {
+      state.segmentOf[m.name] = m.segment;
+      state.msrpOf[m.name] = m.msrp;
+    });
+    opts.pairs.forEach(function (p) {
+      (state.modelsOf[p[0]] = state.modelsOf[p[0]] || []).push(p[1]);
+    });
+    var regions = opts.regions.filter(function (r) { return state.modelsOf[r]; });
+    fillSelect(els.region, regions.map(function (r) { return { value: r, text: r }; }));
+    fillModels();
+    fillSelect(els.type, opts.incentive_types.map(function (t) { return { value: t, text: label(t) }; }),
+      els.type.value || (opts.incentive_types.indexOf("cash_rebate") >= 0 ? "cash_rebate" : undefined));
+    if (!els.week.value) els.week.value = defaultWeek(opts.weeks);
+    if (opts.weeks && opts.weeks.first) els.week.min = opts.weeks.first;
+  }
+
+  function fillModels() {
+    var models = (state.modelsOf[els.region.value] || []).slice().sort();
+    fillSelect(els.model, models.map(function (m) {
+      return { value: m, text: m + (state.segmentOf[m] ? " (" + state.segmentOf[m] + ")" : "") };
+    }));
+  }
+
+  function defaultWeek(weeks) {
+    if (weeks && weeks.last) return weeks.last;
+    var d = new Date();
+    d.setUTCDate(d.getUTCDate() + ((8 - d.getUTCDay()) % 7)); // the next Monday
+    return d.toISOString().slice(0, 10);
+  }
+
+  // ------------------------------------------------------------------ the scenario
+
+  function amountValue() {
+    var raw = els.amount.value.trim();
+    if (raw === "") return null; // the server names the field
+    return Number(raw);
+  }
+
+  function scenario() {
+    return {
+      region: els.region.value,
+      vehicle_model: els.model.value,
+      week_start: els.week.value,
+      incentive_type: els.type.value,
+      incentive_amount: amountValue(),
+    };
+  }
+
+  function programKey(s) {
+    return [s.week_start, s.incentive_type, s.incentive_amount].join("|");
+  }
+
+  function schedule(heatmapToo, delay) {
+    clearTimeout(state.timer);
+    state.timer = setTimeout(function () { update(heatmapToo); }, delay === undefined ? DEBOUNCE_MS : delay);
+  }
+
+  async function update(forceHeatmap) {
+    if (!state.options) return;
+    var round = ++state.round;
+    var s = scenario();
+    els.status.textContent = "updating…";
+    try {
+      var preds = await predict([s]);
+      if (round !== state.round) return;
+      renderPrediction(preds[0]);
+      setError("prediction", null);
+      setStale("prediction", false);
+    } catch (e) {
+      if (round !== state.round) return;
+      setError("prediction", e);
+      ["prediction", "curve", "heatmap"].forEach(function (p) { setStale(p, true); });
+      els.status.textContent = "not updated: " + (e.kind === "rejected" ? "the input was rejected" : "the endpoint is down");
+      return;
+    }
+    var jobs = [updateCurve(s, round)];
+    var key = programKey(s);
+    if (forceHeatmap || key !== state.lastProgram) jobs.push(updateHeatmap(s, round, key));
+    else setStale("heatmap", false);
+    await Promise.all(jobs);
+    if (round === state.round) {
+      els.status.textContent = "updated " + new Date().toLocaleTimeString();
+    }
+  }
+
+  function renderPrediction(p) {
+    els.roi.textContent = roiText(p.roi);
+    els.roi.className = signClass(p.roi);
+    els.roi.dataset.value = num(p.roi) ? String(p.roi) : "";
+    var dd = document.querySelectorAll("#prediction dd[data-field]");
+    Array.prototype.forEach.call(dd, function (d) {
+      var f = d.dataset.field;
+      var v = p[f];
+      d.dataset.value = num(v) ? String(v) : "";
+      if (f === "incentive_cost" || f === "incremental_profit") d.textContent = num(v) ? fmtMoney.format(v) : "n/a";
+      else d.textContent = num(v) ? fmtUnits.format(v) : "n/a";
+      d.className = f === "incremental_profit" || f === "incremental_units" ? signClass(v) : "";
+    });
+    els.cellLevel.textContent = p.cell_level && p.cell_level !== "region_model"
+      ? "Estimated from the coarser " + label(p.cell_level) + " cell (too few dealers in the exact cell)."
+      : "";
+  }
+
+  // ------------------------------------------------------------------ ROI curve
+
+  function niceCeil(x) {
+    var p = Math.pow(10, Math.floor(Math.log10(x)));
+    var steps = [1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10];
+    for (var i = 0; i < steps.length; i++) if (steps[i] * p >= x) return steps[i] * p;
+    return 10 * p;
+  }
+
+  function curveAmounts(s) {
+    var msrp = state.msrpOf[s.vehicle_model] || 0;
+    var a = num(s.incentive_amount) && s.incentive_amount >= 0 ? s.incentive_amount : 0;
+    var upper = niceCeil(Math.max(2 * a, 0.1 * msrp, 1000));
+    var out = [];
+    for (var i = 1; i <= CURVE_POINTS; i++) out.push(Math.round((upper * i) / CURVE_POINTS));
+    return out;
+  }
+
+  async function updateCurve(s, round) {
+    var amounts = curveAmounts(s);
+    var instances = amounts.map(function (a) { return Object.assign({}, s, { incentive_amount: a }); });
+    try {
+      var preds = await predict(instances);
+      if (round !== state.round) return;
+      drawCurve(amounts, preds, s);
+      setError("curve", null);
+      setStale("curve", false);
+    } catch (e) {
+      if (round !== state.round) return;
+      setError("curve", e);
+      setStale("curve", true);
+    }
+  }
+
+  var SVG = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs, parent) {
+    var el = document.createElementNS(SVG, tag);
+    Object.keys(attrs || {}).forEach(function (k) { el.setAttribute(k, attrs[k]); });
+    if (parent) parent.appendChild(el);
+    return el;
+  }
+
+  function ticks(lo, hi, n) {
+    var step = niceCeil((hi - lo) / n || 1);
+    var out = [];
+    for (var i = Math.ceil(lo / step); i * step <= hi + 1e-9; i++) out.push(i * step + 0); // + 0: no "-0"
+    return out;
+  }
+
+  function drawCurve(amounts, preds, s) {
+    var W = 860, H = 280, m = { l: 58, r: 36, t: 12, b: 38 };
+    var pts = amounts.map(function (a, i) { return { a: a, roi: preds[i] && preds[i].roi }; });
+    var rois = pts.filter(function (p) { return num(p.roi); }).map(function (p) { return p.roi; });
+    var ylo = Math.min(0, Math.min.apply(null, rois.concat([0])));
+    var yhi = Math.max(0, Math.max.apply(null, rois.concat([0])));
+    var pad = (yhi - ylo) * 0.08 || 0.1;
+    ylo -= pad; yhi += pad;
+    var xhi = amounts[amounts.length - 1];
+    var x = function (a) { return m.l + (a / xhi) * (W - m.l - m.r); };
+    var y = function (v) { return m.t + ((yhi - v) / (yhi - ylo)) * (H - m.t - m.b); };
+
+    var root = svg("svg", { id: "curve-svg", viewBox: "0 0 " + W + " " + H, role: "img",
+      "aria-label": "predicted ROI versus incentive amount" });
+    var axis = svg("g", { class: "axis" }, root);
+    svg("line", { x1: m.l, x2: m.l, y1: m.t, y2: H - m.b }, axis);
+    svg("line", { x1: m.l, x2: W - m.r, y1: H - m.b, y2: H - m.b }, axis);
+    ticks(0, xhi, 5).forEach(function (v) {
+      svg("line", { x1: x(v), x2: x(v), y1: H - m.b, y2: H - m.b + 4 }, axis);
+      svg("text", { x: x(v), y: H - m.b + 16, "text-anchor": "middle" }, axis).textContent = fmtMoney.format(v);
+    });
+    ticks(ylo, yhi, 5).forEach(function (v) {
+      svg("line", { x1: m.l - 4, x2: m.l, y1: y(v), y2: y(v) }, axis);
+      svg("text", { x: m.l - 7, y: y(v) + 4, "text-anchor": "end" }, axis).textContent = fmtPct0.format(v);
+    });
+    svg("text", { x: (W + m.l) / 2, y: H - 4, "text-anchor": "middle" }, axis).textContent =
+      "incentive amount per unit";
+    svg("line", { class: "zero", x1: m.l, x2: W - m.r, y1: y(0), y2: y(0) }, root);
+
+    var d = "", pen = false;
+    pts.forEach(function (p) {
+      if (!num(p.roi)) { pen = false; return; }
+      d += (pen ? " L " : (d ? " M " : "M ")) + x(p.a).toFixed(1) + " " + y(p.roi).toFixed(1);
+      pen = true;
+    });
+    svg("path", { class: "roi-line", d: d }, root);
+    var dots = svg("g", { class: "points" }, root);
+    pts.forEach(function (p) {
+      if (!num(p.roi)) return;
+      var c = svg("circle", { class: "roi-point", cx: x(p.a), cy: y(p.roi), r: 3,
+        "data-amount": p.a, "data-roi": p.roi }, dots);
+      svg("title", {}, c).textContent = fmtMoney.format(p.a) + ": ROI " + roiText(p.roi);
+    });
+    var a = s.incentive_amount;
+    if (num(a) && a >= 0 && a <= xhi) {
+      svg("line", { class: "current", x1: x(a), x2: x(a), y1: m.t, y2: H - m.b }, root);
+      var cur = num(Number(els.roi.dataset.value)) && els.roi.dataset.value !== "" ? Number(els.roi.dataset.value) : null;
+      if (cur !== null && cur >= ylo && cur <= yhi) {
+        svg("circle", { class: "current-point", cx: x(a), cy: y(cur), r: 5 }, root);
+      }
+    }
+    els.curve.textContent = "";
+    els.curve.appendChild(root);
+    els.curveCaption.textContent = label(s.incentive_type) + " for " + s.vehicle_model + " in " + s.region +
+      ", week of " + s.week_start + ": " + amounts.length + " amounts from " + fmtMoney.format(amounts[0]) +
+      " to " + fmtMoney.format(xhi) + " (dashed: the amount above).";
+  }
+
+  // ------------------------------------------------------------------ heatmap
+
+  async function updateHeatmap(s, round, key) {
+    var pairs = state.options.pairs;
+    var instances = pairs.map(function (p) {
+      return { region: p[0], vehicle_model: p[1], week_start: s.week_start,
+        incentive_type: s.incentive_type, incentive_amount: s.incentive_amount };
+    });
+    try {
+      var preds = await predict(instances);
+      if (round !== state.round) return;
+      drawHeatmap(pairs, preds, s);
+      state.lastProgram = key;
+      setError("heatmap", null);
+      setStale("heatmap", false);
+    } catch (e) {
+      if (round !== state.round) return;
+      setError("heatmap", e);
+      setStale("heatmap", true);
+    }
+  }
+
+  function heatColor(v, scale) {
+    if (!num(v)) return "#f0f0f0";
+    var t = Math.max(-1, Math.min(1, v / scale));
+    // diverging, colour-blind safe: orange (loss) - white - blue (gain)
+    var to = t < 0 ? [230, 97, 1] : [33, 102, 172];
+    var k = Math.abs(t) * 0.85;
+    var c = to.map(function (ch) { return Math.round(255 + (ch - 255) * k); });
+    return "rgb(" + c.join(",") + ")";
+  }
+
+  function drawHeatmap(pairs, preds, s) {
+    var regions = state.options.regions.filter(function (r) { return state.modelsOf[r]; });
+    var segments = state.options.segments;
+    var acc = {};
+    pairs.forEach(function (p, i) {
+      var v = preds[i] && preds[i].roi;
+      var k = p[0] + "\u0000" + state.segmentOf[p[1]];
+      var cell = acc[k] = acc[k] || { sum: 0, n: 0, models: [] };
+      cell.models.push(p[1] + ": " + roiText(v));
+      if (num(v)) { cell.sum += v; cell.n += 1; }
+    });
+    var means = Object.keys(acc).map(function (k) { return acc[k].n ? acc[k].sum / acc[k].n : NaN; });
+    var scale = Math.max.apply(null, means.filter(num).map(Math.abs).concat([0.05]));
+
+    var t = els.heatmap;
+    t.textContent = "";
+    var head = t.createTHead().insertRow();
+    var corner = document.createElement("th");
+    corner.textContent = "region \\ segment";
+    head.appendChild(corner);
+    segments.forEach(function (g) {
+      var th = document.createElement("th");
+      th.textContent = g;
+      th.scope = "col";
+      head.appendChild(th);
+    });
+    var body = t.createTBody();
+    regions.forEach(function (r) {
+      var row = body.insertRow();
+      var th = document.createElement("th");
+      th.textContent = r;
+      th.scope = "row";
+      row.appendChild(th);
+      segments.forEach(function (g) {
+        var td = row.insertCell();
+        var cell = acc[r + "\u0000" + g];
+        td.dataset.region = r;
+        td.dataset.segment = g;
+        if (!cell || !cell.n) {
+          td.className = "empty";
+          td.textContent = cell ? "n/a" : "–";
+          td.title = cell ? cell.models.join("\n") : "no vehicle model of this segment is served here";
+          return;
+        }
+        var v = cell.sum / cell.n;
+        td.className = "cell";
+        td.dataset.roi = String(v);
+        td.textContent = fmtPct0.format(v);
+        td.style.background = heatColor(v, scale);
+        td.style.color = Math.abs(v / scale) > 0.6 ? "#fff" : "";
+        td.title = r + " · " + g + " (mean of " + cell.n + ")\n" + cell.models.join("\n");
+      });
+    });
+    els.heatmapCaption.textContent = label(s.incentive_type) + " at " + fmtMoney.format(s.incentive_amount) +
+      " per unit, week of " + s.week_start + ": " + pairs.length + " region × vehicle model cells.";
+  }
+
+  els.heatmap.addEventListener("click", function (ev) {
+    var td = ev.target.closest("td.cell");
+    if (!td) return;
+    var region = td.dataset.region, segment = td.dataset.segment;
+    var model = (state.modelsOf[region] || []).slice().sort().filter(function (m) {
+      return state.segmentOf[m] === segment;
+    })[0];
+    if (!model) return;
+    els.region.value = region;
+    fillModels();
+    els.model.value = model;
+    schedule(false, 0);
+  });
+
+  // ------------------------------------------------------------------ report link
+
+  async function checkReport() {
+    try {
+      var resp = await fetch("report", { method: "HEAD", cache: "no-store" });
+      var ok = resp.ok;
+      els.reportLink.classList.toggle("unavailable", !ok);
+      els.reportStatus.textContent = ok ? "" : "(not available from this endpoint)";
+    } catch (e) {
+      els.reportLink.classList.add("unavailable");
+      els.reportStatus.textContent = "(not available)";
+    }
+  }
+
+  // ------------------------------------------------------------------ wiring
+
+  els.form.addEventListener("submit", function (ev) { ev.preventDefault(); schedule(false, 0); });
+  els.region.addEventListener("change", function () { fillModels(); schedule(false); });
+  [els.model, els.week, els.type].forEach(function (el) {
+    el.addEventListener("change", function () { schedule(false); });
+  });
+  els.amount.addEventListener("input", function () { schedule(false); });
+  els.retry.addEventListener("click", function () { start(); });
+
+  async function start() {
+    els.status.textContent = "connecting to the endpoint…";
+    var meta = await loadVersion();
+    var ok = await loadOptions(meta);
+    checkReport();
+    if (!ok) {
+      els.status.textContent = "the pickers could not be loaded";
+      return;
+    }
+    await update(true);
+  }
+
+  window.autoroiDashboard = { state: state, update: update };
+  start();
+})();

@@ -1,0 +1,241 @@
+"""The dashboard in real headless Chromium, against a real KServe model server
+behind the local router (fixtures in conftest.py).
+
+The model server runs with ``--max-batch 16``, so the 20-amount ROI curve also
+exercises the page's split-on-413 path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.browser
+
+WAIT_S = 30.0
+
+
+def _wait(driver: Any, what: str, cond: Callable[[Any], Any], timeout: float = WAIT_S) -> Any:
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.1).until(cond)
+    except TimeoutException as e:
+        errors = driver.execute_script("return document.getElementById('errors').innerText")
+        status = driver.execute_script("return document.getElementById('status').innerText")
+        raise AssertionError(f"timed out waiting for {what}; status: {status!r}; errors: {errors!r}") from e
+
+
+def _by_id(driver: Any, id_: str) -> Any:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.ID, id_)
+
+
+def _css(driver: Any, selector: str) -> list[Any]:
+    from selenium.webdriver.common.by import By
+
+    return list(driver.find_elements(By.CSS_SELECTOR, selector))
+
+
+def _numbers(driver: Any) -> dict[str, str]:
+    """The prediction panel's raw values (``data-value``), by output name."""
+    out: dict[str, str] = driver.execute_script(
+        """const o = {roi: document.getElementById('roi').dataset.value || ''};
+           document.querySelectorAll('#prediction dd[data-field]').forEach(
+               d => { o[d.dataset.field] = d.dataset.value || ''; });
+           return o;"""
+    )
+    return out
+
+
+def _type_amount(driver: Any, text: str) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    amount = _by_id(driver, "amount")
+    amount.send_keys(Keys.CONTROL, "a")
+    amount.send_keys(Keys.BACKSPACE)
+    amount.send_keys(text)
+
+
+def _error_items(driver: Any) -> list[dict[str, str]]:
+    items: list[dict[str, str]] = driver.execute_script(
+        """return Array.from(document.querySelectorAll('#error-list li')).map(li => ({
+               source: li.dataset.source, kind: li.dataset.kind, text: li.innerText,
+               field: (li.querySelector('.field') || {}).textContent || '',
+               reason: (li.querySelector('.reason') || {}).textContent || ''}));"""
+    )
+    return items
+
+
+def _loaded(driver: Any) -> bool:
+    """The first round is done: a prediction, a curve and a heatmap are drawn."""
+    done: bool = driver.execute_script(
+        """return !!document.getElementById('roi').dataset.value
+               && document.querySelectorAll('#curve circle.roi-point').length > 0
+               && document.querySelectorAll('#heatmap td.cell').length > 0;"""
+    )
+    return done
+
+
+@pytest.fixture
+def page(browser: Any, dashboard: Any) -> Iterator[Any]:
+    """The dashboard, loaded, with its first prediction, curve and heatmap drawn."""
+    dashboard.restore()
+    browser.get(f"{dashboard.url}/")
+    _wait(browser, "the first prediction, curve and heatmap", _loaded)
+    yield browser
+    dashboard.restore()
+
+
+def test_page_shows_version_prediction_and_report_link(page: Any, dashboard: Any, screenshot: Any) -> None:
+    _wait(page, "the model version", lambda d: _by_id(d, "model-version").text == dashboard.version)
+    values = _numbers(page)
+    for field in ("roi", "predicted_units", "baseline_units", "incremental_units", "incentive_cost"):
+        assert values[field] != "", f"{field} is not shown: {values}"
+        float(values[field])
+    assert float(values["incentive_cost"]) > 0
+    assert _by_id(page, "roi").text.endswith("%")
+    assert _by_id(page, "errors").get_attribute("hidden") is not None
+    link = _by_id(page, "report-link")
+    assert link.get_attribute("href") == f"{dashboard.url}/report"
+    _wait(page, "the report check", lambda d: "unavailable" not in (link.get_attribute("class") or ""))
+    report = httpx.get(link.get_attribute("href"), timeout=10)
+    assert report.status_code == 200
+    assert f"Training report of {dashboard.version}" in report.text
+    # the pickers come from the served artifact: every option is servable
+    regions = [o.get_attribute("value") for o in _css(page, "#region option")]
+    assert regions == ["Northeast", "Pacific"]
+    models = [o.text for o in _css(page, "#vehicle-model option")]
+    assert "Pico (compact)" in models
+    path = screenshot("dashboard")
+    assert path.stat().st_size > 10_000
+
+
+def test_what_if_amount_updates_numbers_and_curve(page: Any) -> None:
+    before = _numbers(page)
+    marker_before = _css(page, "#curve line.current")[0].get_attribute("x1")
+    _type_amount(page, "2500")  # from the default 1000
+    _wait(page, "new numbers", lambda d: _numbers(d)["incentive_cost"] != before["incentive_cost"])
+    after = _numbers(page)
+    assert after["roi"] != before["roi"]
+    assert after["predicted_units"] != before["predicted_units"]
+    assert after["baseline_units"] == before["baseline_units"]  # same cell, no incentive
+    _wait(
+        page,
+        "the curve's amount marker to move",
+        lambda d: _css(d, "#curve line.current")[0].get_attribute("x1") != marker_before,
+    )
+    _wait(page, "the heatmap's new program", lambda d: "$2,500" in _by_id(d, "heatmap-caption").text)
+
+
+def test_roi_curve_renders_as_svg(page: Any) -> None:
+    svg = _by_id(page, "curve-svg")
+    assert svg.tag_name == "svg"
+    d = _css(page, "#curve path.roi-line")[0].get_attribute("d")
+    assert d.startswith("M ")
+    points = _css(page, "#curve circle.roi-point")
+    assert len(points) == 20  # one batch of 20 amounts (split in two by the server's batch limit)
+    amounts = [float(p.get_attribute("data-amount")) for p in points]
+    assert amounts == sorted(amounts) and amounts[0] > 0
+    rois = [float(p.get_attribute("data-roi")) for p in points]
+    assert len(set(rois)) > 1
+    assert d.count(" L ") + d.count("M ") == 20
+
+
+def test_heatmap_renders_region_by_segment(page: Any) -> None:
+    options = httpx.get(page.current_url + "options", timeout=10).json()
+    cells = _css(page, "#heatmap td.cell")
+    assert len(cells) == len(options["regions"]) * len(options["segments"]) == 8
+    for c in cells:
+        assert c.text.endswith("%"), c.text
+        float(c.get_attribute("data-roi"))
+        assert c.get_attribute("data-region") in options["regions"]
+        assert c.get_attribute("data-segment") in options["segments"]
+    headers = [th.text for th in _css(page, "#heatmap thead th")][1:]
+    assert headers == options["segments"]
+    # a click opens the cell as the scenario
+    target = next(c for c in cells if c.get_attribute("data-region") == "Pacific")
+    segment = target.get_attribute("data-segment")
+    target.click()
+    _wait(page, "the region picker", lambda d: _by_id(d, "region").get_attribute("value") == "Pacific")
+    model = _by_id(page, "vehicle-model").get_attribute("value")
+    assert {m["name"]: m["segment"] for m in options["vehicle_models"]}[model] == segment
+
+
+def test_bad_input_shows_the_servers_field_and_reason(page: Any, screenshot: Any) -> None:
+    _type_amount(page, "-500")
+    _wait(page, "the refusal", lambda d: any(e["source"] == "prediction" for e in _error_items(d)))
+    (err,) = [e for e in _error_items(page) if e["source"] == "prediction"]
+    assert err["kind"] == "rejected"
+    assert err["field"] == "instances[0].incentive_amount"
+    assert err["reason"] == "must be >= 0"
+    assert "HTTP 400" in err["text"]
+    assert _by_id(page, "errors").is_displayed()
+    assert _by_id(page, "amount").get_attribute("aria-invalid") == "true"
+    assert "stale" in (_by_id(page, "prediction-panel").get_attribute("class") or "")
+    screenshot("dashboard-rejected")
+    # fixing the input clears the error
+    _type_amount(page, "800")
+    _wait(page, "the error to clear", lambda d: not _error_items(d))
+    assert _by_id(page, "amount").get_attribute("aria-invalid") is None
+
+
+def test_a_week_that_is_not_a_monday_is_refused_by_the_server(page: Any) -> None:
+    page.execute_script(
+        """const w = document.getElementById('week'); w.value = '2026-03-03';
+           w.dispatchEvent(new Event('change'));"""
+    )
+    _wait(page, "the refusal", lambda d: any(e["source"] == "prediction" for e in _error_items(d)))
+    (err,) = [e for e in _error_items(page) if e["source"] == "prediction"]
+    assert err["field"] == "instances[0].week_start"
+    assert "Monday" in err["reason"]
+
+
+def test_endpoint_down_is_shown_clearly(page: Any, dashboard: Any, screenshot: Any) -> None:
+    shown = _numbers(page)
+    dashboard.point_at(f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    _type_amount(page, "1200")
+    _wait(page, "the endpoint error", lambda d: any(e["kind"] == "down" for e in _error_items(d)))
+    (err,) = [e for e in _error_items(page) if e["kind"] == "down"]
+    assert "endpoint is down" in err["text"]
+    assert "HTTP 502" in err["text"]
+    assert f"the model server of {dashboard.version} does not answer" in err["text"]
+    assert _numbers(page) == shown  # the last numbers stay, dimmed
+    assert "stale" in (_by_id(page, "prediction-panel").get_attribute("class") or "")
+    screenshot("dashboard-endpoint-down")
+    # back up: Retry recovers
+    dashboard.restore()
+    _by_id(page, "retry").click()
+    _wait(
+        page,
+        "recovery",
+        lambda d: not _error_items(d) and _numbers(d)["incentive_cost"] != shown["incentive_cost"],
+    )
+
+
+def test_no_deployed_model_is_shown_clearly(browser: Any, dashboard: Any) -> None:
+    dashboard.write_endpoint(None)
+    try:
+        browser.get(f"{dashboard.url}/")
+        _wait(browser, "the error", lambda d: any(e["source"] == "options" for e in _error_items(d)))
+        text = _by_id(browser, "errors").text
+        assert "no model version is deployed" in text
+        assert _by_id(browser, "model-version").text == "unknown"
+    finally:
+        dashboard.restore()
+
+
+def test_page_uses_nothing_from_the_network(page: Any, dashboard: Any) -> None:
+    """Every resource the page loaded came from its own origin."""
+    urls: list[str] = page.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name).concat([location.href]);"
+    )
+    assert urls
+    assert all(u.startswith(dashboard.url) for u in urls), urls
