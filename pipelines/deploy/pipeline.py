@@ -38,7 +38,8 @@ def build_pipeline(cfg: AutoroiConfig) -> Any:
         " promote or roll back.",
     )
     def deploy(lake_uri: str, config_json: str, version: str) -> str:
-        """
+        """Deploy one approved model version with a canary and a smoke test.
+
         Args:
             lake_uri: Lake root: a folder or s3://bucket/prefix.
             config_json: The effective autoroi configuration (no secrets), as JSON.

@@ -56,7 +56,8 @@ def build_pipeline(cfg: AutoroiConfig) -> Any:
         config_json: str,
         train_on_change: bool = cfg.training.on_master_change,
     ) -> IngestOutputs:
-        """
+        """Replicate, anonymize, build, validate, scan and publish; train when the master changed.
+
         Args:
             source_url: SQLAlchemy URL of the dealer database, without password (it comes from a Secret).
             lake_uri: Lake root: a folder or s3://bucket/prefix.

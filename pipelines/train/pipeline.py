@@ -53,7 +53,8 @@ def build_pipeline(cfg: AutoroiConfig) -> Any:
         " model, fit it on the whole master table, register it with its report, notify a reviewer.",
     )
     def train(lake_uri: str, config_json: str, master_version: str = "") -> TrainOutputs:
-        """
+        """Tune, validate, fit, register and notify for one master version.
+
         Args:
             lake_uri: Lake root: a folder or s3://bucket/prefix.
             config_json: The effective autoroi configuration (no secrets), as JSON.

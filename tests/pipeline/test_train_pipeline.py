@@ -148,3 +148,4 @@ def test_compiled_train_names_steps_requests_resources_and_ui_artifacts(tmp_path
     ] == ("system.Model")
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["master_version"]["defaultValue"] == ""
+    assert "latest" in params["master_version"]["description"]  # what the Kubeflow UI shows beside the field
