@@ -26,7 +26,7 @@ PG_PACKAGES  ?= postgresql-15 postgresql
 CHROMIUM_PACKAGE ?= chromium
 CHROMEDRIVER_PACKAGE ?= chromium-driver
 
-.PHONY: help venv system-deps test lint format demo bench clean
+.PHONY: help venv system-deps test lint format demo bench scan manifests clean
 
 help: ## Show this list of targets
 	@echo "Usage: make <target> [PYTEST_ARGS=...]"
@@ -110,6 +110,13 @@ demo: venv ## Run the end-to-end local demo (autoroi demo)
 
 bench: venv system-deps ## Run the replication benchmark (bench/replication.py; BENCH_ARGS=...)
 	$(VENV)/bin/python bench/replication.py $(BENCH_ARGS)
+
+scan: venv ## Security scan of manifests and Dockerfiles (hadolint, checkov; see manifests/README.md)
+	$(VENV)/bin/hadolint --config .hadolint.yaml containers/*/Dockerfile
+	$(VENV)/bin/python tests/manifests/manifest_checks.py scan
+
+manifests: venv ## Regenerate the manifests rendered from code (manifests/generate.py)
+	$(VENV)/bin/python manifests/generate.py
 
 clean: ## Remove var/, build outputs and caches (keeps .venv and .tools)
 	rm -rf var/ build/ dist/ local_outputs/ .pytest_cache/ .ruff_cache/ .mypy_cache/

@@ -151,6 +151,14 @@ class ClusterConfig(_Section):
     gpu_toleration_key: str = Field("nvidia.com/gpu", description="taint key GPU nodes carry")
     retries: int = Field(2, ge=0, le=10, description="retries of steps that talk to the database, S3 or APIs")
     image_pull_secret: str | None = Field(None, description="Secret for pulling from a private registry")
+    service_account: str = Field(
+        "autoroi-pipeline-runner",
+        description="ServiceAccount runs are submitted with (manifests/base creates it)",
+    )
+    run_as_user: int = Field(10001, ge=1, description="non-root uid of every step (restricted Pod Security)")
+    spark_config_map: str = Field(
+        "autoroi-spark", description="Spark on Kubernetes: ConfigMap with spark-defaults.conf for preprocess"
+    )
 
 
 Treatment = Literal["keep", "pseudonymize", "age_band", "zip3"]

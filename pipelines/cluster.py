@@ -86,3 +86,25 @@ def resources(
     task.set_cpu_request(cpu).set_memory_request(memory)
     task.set_cpu_limit(cpu_limit or cpu).set_memory_limit(memory_limit or memory)
     return task
+
+
+def restricted(task: Any, cfg: AutoroiConfig) -> Any:
+    """Non-root, as the namespace's restricted Pod Security level demands."""
+    kubernetes.set_security_context(task, run_as_user=cfg.cluster.run_as_user, run_as_non_root=True)
+    return task
+
+
+def spark_on_kubernetes(task: Any, cfg: AutoroiConfig, image: str) -> Any:
+    """Only when ``master.spark.master`` is ``k8s://...``: the driver (this
+    step) needs spark-defaults from the ConfigMap, its pod IP as the host
+    executors call back, and the executor image."""
+    if not cfg.master.spark.master.startswith("k8s://"):
+        return task
+    kubernetes.use_config_map_as_volume(
+        task, config_map_name=cfg.cluster.spark_config_map, mount_path="/opt/spark-conf"
+    )
+    task.set_env_variable("SPARK_CONF_DIR", "/opt/spark-conf")
+    task.set_env_variable("AUTOROI_SPARK_EXECUTOR_IMAGE", image)
+    kubernetes.use_field_path_as_env(task, env_name="SPARK_LOCAL_HOSTNAME", field_path="status.podIP")
+    kubernetes.use_field_path_as_env(task, env_name="SPARK_DRIVER_BIND_ADDRESS", field_path="status.podIP")
+    return task

@@ -267,6 +267,7 @@ def submit(
             build(name, cfg),
             arguments=args,
             experiment_name=experiment,
+            service_account=cfg.cluster.service_account,
             run_name=f"{name} {args.get('version', '')}".strip(),
         )
     except Exception as e:
@@ -318,6 +319,7 @@ def schedule(
                 params=args,
                 pipeline_package_path=str(package),
                 max_concurrency=max_concurrency,
+                service_account=cfg.cluster.service_account,
             )
         except Exception as e:
             raise KfpApiError(f"scheduling {name} failed: {_api_message(e)}") from e

@@ -39,7 +39,31 @@ def make_target(cfg: AutoroiConfig, lake_uri: str) -> RolloutTarget:
     from autoroi.deploy.kserve import KServeTarget, kubernetes_api
 
     api = kubernetes_api(s.in_cluster, s.kubeconfig, s.kube_context)
-    return KServeTarget(api, s.namespace, image=s.image, canary_percent=s.canary_percent, lake_uri=lake_uri)
+    return KServeTarget(
+        api,
+        s.namespace,
+        image=s.image,
+        canary_percent=s.canary_percent,
+        lake_uri=lake_uri,
+        options=serving_options(cfg),
+    )
+
+
+def serving_options(cfg: AutoroiConfig) -> Any:
+    """The predictor's settings from the config: the lake's S3 endpoint and
+    region, and the S3 credentials without access to raw/."""
+    from autoroi.deploy.kserve import ServingOptions
+
+    c = cfg.cluster
+    return ServingOptions(
+        s3_secret=c.lake_secret,
+        s3_secret_keys={
+            "AWS_ACCESS_KEY_ID": c.s3_access_key_key,
+            "AWS_SECRET_ACCESS_KEY": c.s3_secret_key_key,
+        },
+        s3_endpoint_url=cfg.lake.s3_endpoint_url,
+        s3_region=cfg.lake.s3_region,
+    )
 
 
 def artifact_uri(lake: Lake, version: str) -> str:

@@ -19,13 +19,18 @@ def preprocess(
 ) -> str:
     """Build the k-anonymous, featured master table; returns the report as JSON."""
     import json
+    import os
 
     from autoroi.config import config_from_json
     from autoroi.logs import setup_logging
     from autoroi.master.io import preprocess_dir
 
     setup_logging()
-    result = preprocess_dir(config_from_json(config_json).master, curated.path, master.path)
+    cfg = config_from_json(config_json).master
+    executor_image = os.environ.get("AUTOROI_SPARK_EXECUTOR_IMAGE")  # set for Spark on Kubernetes
+    if executor_image and cfg.spark.master.startswith("k8s://"):
+        cfg.spark.conf.setdefault("spark.kubernetes.container.image", executor_image)
+    result = preprocess_dir(cfg, curated.path, master.path)
     for name, value in result.metrics().items():
         metrics.log_metric(name, value)
     return json.dumps(result.to_dict())

@@ -82,6 +82,7 @@ def build_pipeline(cfg: AutoroiConfig) -> Any:
         for task in (verify, rollout, smoke, promote, record, back):
             k8s.lake_credentials(task, cfg)
             k8s.pull_secret(task, cfg)
+            k8s.restricted(task, cfg)
             k8s.resources(task, "250m", "512Mi", "1", "1Gi")
         for task in (verify, record):
             k8s.transient(task, cfg)

@@ -129,6 +129,8 @@ def build_pipeline(cfg: AutoroiConfig) -> Any:
         k8s.resources(publish, "500m", "2Gi", "1", "4Gi")
         for task in (replicate, anonymize, preprocess, validate, scan, publish):
             k8s.pull_secret(task, cfg)
+            k8s.restricted(task, cfg)
+        k8s.spark_on_kubernetes(preprocess, cfg, cfg.kfp.image("spark"))
 
         return IngestOutputs(
             replicate.outputs["Output"],

@@ -106,6 +106,7 @@ def build_pipeline(cfg: AutoroiConfig) -> Any:
         for task in (tune, validate, fit, register, notify):
             k8s.lake_credentials(task, cfg)
             k8s.pull_secret(task, cfg)
+            k8s.restricted(task, cfg)
         for task in (tune, fit):
             k8s.gpu_trainer(task, cfg)
         k8s.notify_webhook(notify, cfg)

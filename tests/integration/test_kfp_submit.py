@@ -107,6 +107,7 @@ def test_submit_sends_the_compiled_pipeline_with_pinned_images_and_no_secrets(
     assert params["source_url"] == "postgresql://bob@db.example/dms" and params["train_on_change"] is False
     assert "hunter2" not in json.dumps(run)
     assert run["experiment_id"] == "exp-1"
+    assert run["service_account"] == "autoroi-pipeline-runner"  # the RBAC manifests/base grants
     assert all(r["auth"] == f"Bearer {TOKEN}" for r in fake.requests)
 
 
@@ -171,3 +172,9 @@ def test_compiled_pipelines_wire_secrets_per_zone_resources_and_retries(tmp_path
     retry = spec["root"]["dag"]["tasks"]["replicate"]["retryPolicy"]
     assert retry["maxRetryCount"] == 2
     assert "AUTOROI_SOURCE_PASSWORD" not in json.dumps(spec["root"]["inputDefinitions"])
+    # restricted Pod Security: every step of every pipeline runs as a non-root uid
+    for name in ("ingest", "train", "deploy"):
+        for executor in docs[name][1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values():
+            assert executor["securityContext"] == {"runAsUser": "10001", "runAsNonRoot": True} or executor[
+                "securityContext"
+            ] == {"runAsUser": 10001, "runAsNonRoot": True}
