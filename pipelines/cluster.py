@@ -101,9 +101,9 @@ def spark_on_kubernetes(task: Any, cfg: AutoroiConfig, image: str) -> Any:
     if not cfg.master.spark.master.startswith("k8s://"):
         return task
     kubernetes.use_config_map_as_volume(
-        task, config_map_name=cfg.cluster.spark_config_map, mount_path="/opt/spark-conf"
+        task, config_map_name=cfg.cluster.spark_config_map, mount_path="/etc/autoroi/spark"
     )
-    task.set_env_variable("SPARK_CONF_DIR", "/opt/spark-conf")
+    task.set_env_variable("SPARK_CONF_DIR", "/etc/autoroi/spark")
     task.set_env_variable("AUTOROI_SPARK_EXECUTOR_IMAGE", image)
     kubernetes.use_field_path_as_env(task, env_name="SPARK_LOCAL_HOSTNAME", field_path="status.podIP")
     kubernetes.use_field_path_as_env(task, env_name="SPARK_DRIVER_BIND_ADDRESS", field_path="status.podIP")

@@ -178,3 +178,34 @@ def test_compiled_pipelines_wire_secrets_per_zone_resources_and_retries(tmp_path
             assert executor["securityContext"] == {"runAsUser": "10001", "runAsNonRoot": True} or executor[
                 "securityContext"
             ] == {"runAsUser": 10001, "runAsNonRoot": True}
+
+
+def test_spark_on_kubernetes_wires_the_driver_only_when_asked(tmp_path):
+    from autoroi.config import load_config
+    from pipelines.run import compile_all
+
+    def preprocess(cfg):
+        [path] = [
+            p
+            for p in compile_all(cfg, tmp_path / cfg.master.spark.master.replace("/", "_"))
+            if p.stem == "ingest"
+        ]
+        spec, platform = yaml.safe_load_all(path.read_text())
+        ex = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-preprocess"]
+        env = {
+            e["name"]: e.get("value")
+            for e in spec["deploymentSpec"]["executors"]["exec-preprocess"]["container"].get("env", [])
+        }
+        return ex, env
+
+    local, local_env = preprocess(load_config())
+    assert "configMapAsVolume" not in local and "SPARK_CONF_DIR" not in local_env
+    k8s, env = preprocess(
+        load_config(overrides={"master": {"spark": {"master": "k8s://https://kubernetes.default.svc:443"}}})
+    )
+    assert k8s["configMapAsVolume"][0]["configMapName"] == "autoroi-spark"
+    assert k8s["configMapAsVolume"][0]["mountPath"] == env["SPARK_CONF_DIR"] == "/etc/autoroi/spark"
+    assert {f["name"]: f["fieldPath"] for f in k8s["fieldPathAsEnv"]}[
+        "SPARK_LOCAL_HOSTNAME"
+    ] == "status.podIP"
+    assert env["AUTOROI_SPARK_EXECUTOR_IMAGE"].startswith("ghcr.io/autoroi/spark:")
