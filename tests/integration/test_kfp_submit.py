@@ -209,3 +209,22 @@ def test_spark_on_kubernetes_wires_the_driver_only_when_asked(tmp_path):
         "SPARK_LOCAL_HOSTNAME"
     ] == "status.podIP"
     assert env["AUTOROI_SPARK_EXECUTOR_IMAGE"].startswith("ghcr.io/autoroi/spark:")
+
+
+def test_compiled_yaml_loads_with_kfps_loader_with_caching_where_inputs_decide(tmp_path):
+    from kfp import components
+
+    from autoroi.config import load_config
+    from pipelines.run import compile_all
+
+    paths = {p.stem: p for p in compile_all(load_config(), tmp_path)}
+    again = {p.stem: p for p in compile_all(load_config(), tmp_path / "again")}
+    for name, path in paths.items():
+        loaded = components.load_component_from_file(str(path))
+        assert loaded.name == f"autoroi-{name}"
+        assert path.read_bytes() == again[name].read_bytes()  # deterministic
+    spec = next(yaml.safe_load_all(paths["ingest"].read_text()))
+    tasks = spec["root"]["dag"]["tasks"]
+    caching = {n: t.get("cachingOptions", {}).get("enableCache", False) for n, t in tasks.items()}
+    assert caching["preprocess"] is True  # a function of its input artifact and config
+    assert not any(caching[n] for n in ("replicate", "anonymize", "validate-master", "scan-pii", "publish"))
