@@ -111,7 +111,7 @@ def read_scenarios(path: Path) -> list[dict[str, Any]]:
     items = doc.get("instances") if isinstance(doc, dict) else doc
     if not isinstance(items, list) or not all(isinstance(r, dict) for r in items):
         raise AutoroiError(f'{path}: expected a list of scenario objects or {{"instances": [...]}}')
-    return rows
+    return items
 
 
 @click.command()

@@ -1,0 +1,55 @@
+"""``autoroi predict``: CSV and JSON scenarios to a started model server, the
+ROI table out; a refusal ends with the server's field and reason."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from autoroi.cli.main import main as cli_main
+
+HEADER = "region,vehicle_model,week_start,incentive_type,incentive_amount\n"
+
+
+def test_predict_csv_prints_the_roi_table(roi_server, tmp_path: Path, capsys):
+    path = tmp_path / "s.csv"
+    path.write_text(HEADER + "Northeast,Pico,2025-06-02,cash_rebate,1500\nPacific,Volta,2025-06-09,none,0\n")
+    assert cli_main(["predict", "--url", roi_server.url, "--input", str(path)]) is None
+    out = capsys.readouterr().out
+    assert "ROI predictions" in out and "Northeast" in out and "Pacific" in out
+    assert "1,500.00" in out  # the amount, read from CSV text as a number
+
+
+def test_predict_json_raw_answer_matches_the_server(roi_server, tmp_path: Path, capsys):
+    scenario = {
+        "region": "Northeast",
+        "vehicle_model": "Pico",
+        "week_start": "2025-06-02",
+        "incentive_type": "cash_rebate",
+        "incentive_amount": 900,
+    }
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"instances": [scenario]}))
+    assert cli_main(["predict", "--url", roi_server.url, "--input", str(path), "--json"]) is None
+    body = json.loads(capsys.readouterr().out)
+    [p] = body["predictions"]
+    assert p["incentive_cost"] > 0 and p["predicted_units"] >= p["baseline_units"]
+
+
+def test_predict_names_the_bad_field_and_an_unreachable_server(roi_server, tmp_path: Path, capsys):
+    path = tmp_path / "bad.csv"
+    path.write_text(HEADER + "Northeast,Pico,2025-06-02,cash_rebate,-5\n")
+    with pytest.raises(SystemExit):
+        cli_main(["predict", "--url", roi_server.url, "--input", str(path)])
+    err = capsys.readouterr().err
+    assert "answered 400" in err and "instances[0].incentive_amount" in err
+    with pytest.raises(SystemExit):
+        cli_main(["predict", "--url", "http://127.0.0.1:9", "--input", str(path)])
+    assert "cannot reach http://127.0.0.1:9" in capsys.readouterr().err
+    junk = tmp_path / "junk.json"
+    junk.write_text("{not json")
+    with pytest.raises(SystemExit):
+        cli_main(["predict", "--url", roi_server.url, "--input", str(junk)])
+    assert "not valid JSON" in capsys.readouterr().err
