@@ -228,3 +228,19 @@ def test_compiled_yaml_loads_with_kfps_loader_with_caching_where_inputs_decide(t
     caching = {n: t.get("cachingOptions", {}).get("enableCache", False) for n, t in tasks.items()}
     assert caching["preprocess"] is True  # a function of its input artifact and config
     assert not any(caching[n] for n in ("replicate", "anonymize", "validate-master", "scan-pii", "publish"))
+
+
+def test_gpu_trainer_puts_tune_and_fit_on_gpu_nodes(tmp_path):
+    from autoroi.config import load_config
+    from pipelines.run import compile_all
+
+    cfg = load_config(overrides={"cluster": {"gpu_trainer": True}})
+    [path] = [p for p in compile_all(cfg, tmp_path) if p.stem == "train"]
+    spec, platform = yaml.safe_load_all(path.read_text())
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for step in ("exec-tune-hyperparameters", "exec-fit-model"):
+        assert executors[step]["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
+        assert executors[step]["tolerations"][0]["key"] == "nvidia.com/gpu"
+        container = spec["deploymentSpec"]["executors"][step]["container"]
+        assert container["resources"]["accelerator"]["resourceCount"] in ("1", 1)
+    assert "nodeSelector" not in executors["exec-validate-model"]  # the backtest stays on CPU nodes
