@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 import yaml
-from jsonschema import Draft7Validator
 from kubernetes.client.exceptions import ApiException
 
 from autoroi.deploy.kserve import (
@@ -34,6 +33,7 @@ from autoroi.deploy.kserve import (
 )
 from autoroi.deploy.rollout import DeployError, SmokeResult, roll_out
 from autoroi.errors import ConfigError
+from tests.manifests.manifest_checks import crd_schema, crd_schema_errors
 
 CRD = Path(__file__).resolve().parents[3] / "shared" / "reference" / "kserve"
 CRD_FILE = CRD / "serving.kserve.io_inferenceservices.yaml"
@@ -47,57 +47,17 @@ LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 # --------------------------------------------------------------------------- the CRD schema
 
 
-def _int_or_string(node: Any) -> Any:
-    """jsonschema ignores ``x-kubernetes-*``; where int-or-string is only an
-    extension (no ``anyOf``), spell it out so the validator checks it."""
-    if isinstance(node, dict):
-        out = {k: _int_or_string(v) for k, v in node.items()}
-        if out.get("x-kubernetes-int-or-string") and "anyOf" not in out and "type" not in out:
-            out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
-        return out
-    if isinstance(node, list):
-        return [_int_or_string(v) for v in node]
-    return node
-
-
 @pytest.fixture(scope="module")
 def isvc_schema() -> dict[str, Any]:
     if not CRD_FILE.exists():
         pytest.skip(f"the KServe CRD is not at {CRD_FILE}")
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    crd = yaml.load(CRD_FILE.read_text(), Loader=loader)  # a safe loader (the C one when present)
-    (v1beta1,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1beta1"]
-    assert v1beta1["served"] and v1beta1["storage"]
-    return _int_or_string(v1beta1["schema"]["openAPIV3Schema"])
+    return crd_schema(CRD_FILE, "v1beta1")
 
 
 def _validate(schema: dict[str, Any], obj: dict[str, Any]) -> None:
-    errors = sorted(Draft7Validator(schema).iter_errors(obj), key=lambda e: list(e.path))
-    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
-    unknown = _unknown_fields(schema, obj, "")
-    assert not unknown, f"fields the API server would prune silently: {unknown}"
-
-
-def _unknown_fields(schema: dict[str, Any], value: Any, path: str) -> list[str]:
-    """Keys a structural schema does not declare (the API server drops them
-    without an error, so a typo would pass the validator)."""
-    out: list[str] = []
-    if path == ".metadata" or schema.get("x-kubernetes-preserve-unknown-fields"):
-        return out
-    if isinstance(value, dict):
-        props = schema.get("properties")
-        extra = schema.get("additionalProperties")
-        for key, sub in value.items():
-            if props is not None and key in props:
-                out += _unknown_fields(props[key], sub, f"{path}.{key}")
-            elif isinstance(extra, dict):
-                out += _unknown_fields(extra, sub, f"{path}.{key}")
-            elif props is not None:
-                out.append(f"{path}.{key}")
-    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
-        for i, item in enumerate(value):
-            out += _unknown_fields(schema["items"], item, f"{path}[{i}]")
-    return out
+    """The CRD's schema, and no field the API server would prune silently."""
+    errors = crd_schema_errors(schema, obj)
+    assert not errors, "\n".join(errors)
 
 
 def _container(obj: dict[str, Any]) -> dict[str, Any]:
