@@ -60,6 +60,15 @@ def _validate(schema: dict[str, Any], obj: dict[str, Any]) -> None:
     assert not errors, "\n".join(errors)
 
 
+def test_the_schema_check_catches_a_typo_and_a_wrong_type(isvc_schema: dict[str, Any]) -> None:
+    obj = inference_service(V1, image=IMAGE, lake_uri=LAKE, namespace=NS, rollout_id="r1")
+    obj["spec"]["predictor"]["canaryTraficPercent"] = 10  # pruned silently by the API server
+    obj["spec"]["predictor"]["minReplicas"] = "two"
+    errors = crd_schema_errors(isvc_schema, obj)
+    assert any("canaryTraficPercent" in e for e in errors)
+    assert any("minReplicas" in e for e in errors)
+
+
 def _container(obj: dict[str, Any]) -> dict[str, Any]:
     (container,) = obj["spec"]["predictor"]["containers"]
     return container
