@@ -33,10 +33,8 @@ from autoroi.deploy.kserve import (
 )
 from autoroi.deploy.rollout import DeployError, SmokeResult, roll_out
 from autoroi.errors import ConfigError
-from tests.manifests.manifest_checks import crd_schema, crd_schema_errors
+from tests.manifests.manifest_checks import KSERVE_CRD, crd_schema, crd_schema_errors
 
-CRD = Path(__file__).resolve().parents[3] / "shared" / "reference" / "kserve"
-CRD_FILE = CRD / "serving.kserve.io_inferenceservices.yaml"
 LAKE = "s3://autoroi-lake/prod"
 IMAGE = "ghcr.io/autoroi/serving:1.4.0"
 NS = "autoroi"
@@ -49,9 +47,7 @@ LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 @pytest.fixture(scope="module")
 def isvc_schema() -> dict[str, Any]:
-    if not CRD_FILE.exists():
-        pytest.skip(f"the KServe CRD is not at {CRD_FILE}")
-    return crd_schema(CRD_FILE, "v1beta1")
+    return crd_schema(KSERVE_CRD, "v1beta1")
 
 
 def _validate(schema: dict[str, Any], obj: dict[str, Any]) -> None:
@@ -744,3 +740,15 @@ def test_a_kubeconfig_context_gives_a_custom_objects_api(tmp_path: Path) -> None
     assert api.api_client.configuration.host == "https://b.example:6443"
     with pytest.raises(KubernetesConfigError, match="ctx-c"):
         kubernetes_api(in_cluster=False, kubeconfig=str(kubeconfig), context="ctx-c")
+
+
+def test_the_crd_copy_is_the_reference():
+    """tests/data holds a gzipped copy of the shared reference CRD; where the
+    reference is at hand (this workspace), the copy must equal it."""
+    import gzip
+
+    reference = Path(__file__).resolve().parents[3] / "shared" / "reference" / "kserve" / KSERVE_CRD.name[:-3]
+    copy = gzip.decompress(KSERVE_CRD.read_bytes())
+    assert b"kind: CustomResourceDefinition" in copy[:2000]
+    if reference.exists():
+        assert copy == reference.read_bytes()
