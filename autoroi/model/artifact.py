@@ -80,8 +80,8 @@ class RoiModel:
         return predict_rates(self.network, self.preprocessor.transform(frame))
 
     # -- the serving path: scenarios in ------------------------------------------------
-    def features(self, scenarios: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-        """Checked scenarios as feature rows; a ``ScenarioError`` names the bad field
+    def check(self, scenarios: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+        """Checked, typed scenarios; a ``ScenarioError`` names the bad field
         (including an incentive type the model never saw in training)."""
         checked = F.check_scenarios(scenarios)
         seen = self.metadata.get("incentive_types_seen")
@@ -89,7 +89,12 @@ class RoiModel:
             unseen = sorted(set(checked[F.INCENTIVE_TYPE]) - {F.NO_INCENTIVE, *seen})
             if unseen:
                 raise F.ScenarioError(F.INCENTIVE_TYPE, f"the model has no training data for {unseen[0]!r}")
-        return F.scenario_features(checked, self.context, self.spec)
+        return checked
+
+    def features(self, scenarios: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+        """Checked scenarios as feature rows (:meth:`check`, then
+        ``features.scenario_features`` on the artifact's context table)."""
+        return F.scenario_features(self.check(scenarios), self.context, self.spec)
 
     def predict_units(self, scenarios: pd.DataFrame | Iterable[Mapping[str, Any]]) -> np.ndarray:
         return self.predict_features(self.features(scenarios))
@@ -97,7 +102,13 @@ class RoiModel:
     def predict(self, scenarios: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         """Per scenario: predicted and baseline units, incremental units, cost,
         incremental profit and ROI (``roi.roi_frame``), the context cell used
-        and the model version."""
+        and the model version.
+
+        This is the reference implementation (training reports, validation,
+        the smoke test and the dashboard's numbers come from here). The model
+        server answers through :class:`autoroi.model.fastpath.FastPredictor`,
+        which precomputes this method's lookups and compiles the network, and
+        is tested (and checked at load) to give the same numbers."""
         feats = self.features(scenarios)
         base = F.without_incentive(feats)
         units = self.predict_features(pd.concat([feats, base], ignore_index=True))

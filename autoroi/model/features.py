@@ -15,14 +15,19 @@ incentive_amount}``. Its features come from three places:
   and ``incentive_depth = amount / msrp``, fed to the model as one on/off and
   one depth column per incentive type (``treat_<type>``, ``depth_<type>``);
 - **calendar features**, computed from ``week_start`` alone (week of year as
-  sine/cosine, holiday week, month-end and quarter-end week, a trend in years);
+  sine/cosine pairs of 1, 2 and 3 cycles a year, holiday week, month-end and
+  quarter-end week, a trend in years);
 - **cell context**, looked up in the *context table* that is saved inside the
   model artifact: ``segment``, ``msrp``, ``unit_margin``, lags of units (1-4 and
-  52 weeks), rolling means of units over the previous weeks, and the previous
-  week's ``dealer_count``. The row of that cell and week when the master table
-  has it; for a later week, the cell's freshest context (the week after its last
-  observed week, whose lags are the last observed units); for an earlier week,
-  the cell's first row.
+  52 weeks), rolling means of units over the previous weeks, last year's units
+  around the same week (``units_ly_5``, weeks w-54..w-50) and over the 13 weeks
+  before it (``units_mean_13_ly``), the previous week's ``dealer_count``, and
+  the incentives of the previous weeks (``INCENTIVE_HISTORY``: last week's
+  summed depth, its mean over 4 weeks, weeks since the last incentive). The
+  row of that cell and week when the master table has it; for a later week,
+  the cell's freshest context (the week after its last observed week, whose
+  lags are the last observed units); for an earlier week, the cell's first
+  row.
 
 The *baseline* (counterfactual) of a scenario is the same row with
 ``incentive_type="none"``, amount 0 and every treatment off
@@ -57,6 +62,15 @@ Choices, stated
 - Missing history (a cell's first weeks, a year without last year) is filled
   with the mean of the cell's earlier weeks; ``has_lag_52`` tells the model
   which rows have a real same-week-last-year value.
+- Why the incentive history: the lags of a week inside a program carry that
+  program's lift, and the weeks after one carry its pull-forward dip; without
+  knowing that, a model reads them as a higher or lower baseline. Why last
+  year's windows: the same weeks a year ago, scaled by how the cell moved since
+  (``units_mean_13`` against ``units_mean_13_ly``), is the seasonal forecast
+  with the least noise the history offers; a single ``units_lag_52`` is one
+  noisy week. Why 3 harmonics: one sine/cosine pair is a smooth yearly wave,
+  while sales move by month and around holidays. Each was measured on the
+  backtest (bench/RESULTS.md, "Model quality").
 """
 
 from __future__ import annotations
@@ -109,6 +123,17 @@ assert sorted(DOMINANCE_ORDER) == sorted(INCENTIVE_TYPES)
 TREAT: dict[str, str] = {t: f"treat_{t}" for t in INCENTIVE_TYPES}  # 0/1: the type is on
 DEPTH: dict[str, str] = {t: f"depth_{t}" for t in INCENTIVE_TYPES}  # its amount / MSRP (0 when off)
 CALENDAR = ("week_sin", "week_cos", "holiday_week", "month_end_week", "quarter_end_week", "trend_years")
+MAX_HARMONICS = 4  # week of year as sine/cosine pairs of 1..4 cycles a year
+HARMONICS: dict[int, tuple[str, str]] = {
+    k: ("week_sin", "week_cos") if k == 1 else (f"week_sin_{k}", f"week_cos_{k}")
+    for k in range(1, MAX_HARMONICS + 1)
+}
+CALENDAR_ALL = (*CALENDAR, *(c for k in range(2, MAX_HARMONICS + 1) for c in HARMONICS[k]))
+INCENTIVE_HISTORY = ("incentive_lag_1", "incentive_mean_4", "weeks_since_incentive")
+WEEKS_SINCE_CAP = 8  # weeks_since_incentive: 1..8, 8 also for "none seen"
+# last year's units around the same week, and over the 13 weeks before that
+# week: (weeks in the window, the window's last week counted back from this one)
+LAST_YEAR_WINDOWS: dict[str, tuple[int, int]] = {"units_ly_5": (5, 50), "units_mean_13_ly": (13, 53)}
 HAS_LAG_52 = "has_lag_52"
 DEALERS_LAG = "dealers_lag_1"
 WEEK_INDEX = "_week_index"  # weeks since EPOCH_MONDAY; internal
@@ -134,15 +159,34 @@ class FeatureSpec:
     categorical: tuple[str, ...] = (REGION, VEHICLE_MODEL, SEGMENT)
     cell_numeric: tuple[str, ...] = (MSRP, UNIT_MARGIN)
     treatments: tuple[str, ...] = INCENTIVE_TYPES
+    harmonics: int = 3  # sine/cosine pairs of the week of year (1..MAX_HARMONICS)
+    incentive_history: bool = True  # INCENTIVE_HISTORY columns
+    last_year: bool = True  # LAST_YEAR_WINDOWS columns
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.harmonics <= MAX_HARMONICS:
+            raise ValueError(f"harmonics must be 1..{MAX_HARMONICS}, got {self.harmonics}")
 
     @property
     def history(self) -> tuple[str, ...]:
+        """History of units (and dealers): counts, ``log1p``-transformed."""
         return (
             *(f"units_lag_{k}" for k in self.lags),
             *(f"units_mean_{w}" for w in self.windows),
+            *(LAST_YEAR_WINDOWS if self.last_year else ()),
             DEALERS_LAG,
         )
+
+    @property
+    def calendar(self) -> tuple[str, ...]:
+        """The numeric columns that depend on the week alone."""
+        extra = (c for k in range(2, self.harmonics + 1) for c in HARMONICS[k])
+        return (*CALENDAR, *extra)
+
+    @property
+    def incentive_history_columns(self) -> tuple[str, ...]:
+        return INCENTIVE_HISTORY if self.incentive_history else ()
 
     @property
     def treat_columns(self) -> tuple[str, ...]:
@@ -156,7 +200,7 @@ class FeatureSpec:
     def numeric(self) -> tuple[str, ...]:
         """Context and calendar numerics (normalized); the treatment ones are separate."""
         flags = (HAS_LAG_52,) if 52 in self.lags else ()
-        return (*self.cell_numeric, *CALENDAR, *self.history, *flags)
+        return (*self.cell_numeric, *self.calendar, *self.history, *flags, *self.incentive_history_columns)
 
     @property
     def log_columns(self) -> tuple[str, ...]:
@@ -174,6 +218,10 @@ class FeatureSpec:
             categorical=tuple(d.get("categorical", cls.categorical)),
             cell_numeric=tuple(d.get("cell_numeric", cls.cell_numeric)),
             treatments=tuple(d.get("treatments", cls.treatments)),
+            # artifacts saved before these options existed had none of them
+            harmonics=int(d.get("harmonics", 1)),
+            incentive_history=bool(d.get("incentive_history", False)),
+            last_year=bool(d.get("last_year", False)),
             extra=dict(d.get("extra", {})),
         )
 
@@ -246,9 +294,10 @@ def calendar_features(weeks: pd.Series) -> pd.DataFrame:
                 float(month_end),
                 float(quarter_end),
                 (start - TREND_ORIGIN).days / 365.25,
+                *(f(k * angle) for k in range(2, MAX_HARMONICS + 1) for f in (math.sin, math.cos)),
             )
         )
-    table = pd.DataFrame(rows, columns=["_w", *CALENDAR]).set_index("_w")
+    table = pd.DataFrame(rows, columns=["_w", *CALENDAR_ALL]).set_index("_w")
     out = table.reindex(wk.to_numpy())
     out.index = weeks.index if isinstance(weeks, pd.Series) else pd.RangeIndex(len(out))
     return out
@@ -313,7 +362,9 @@ def build_context(master: pd.DataFrame, spec: FeatureSpec = DEFAULT_SPEC) -> pd.
         }
     )
     attrs = [CELL_LEVEL, SEGMENT, SUPER_REGION, MSRP, UNIT_MARGIN]
-    g = grid.merge(m[[*key, WEEK_INDEX, UNITS, DEALER_COUNT, *attrs]], on=[*key, WEEK_INDEX], how="left")
+    m["_inc_depth"] = _total_depth(m)
+    cols = [*key, WEEK_INDEX, UNITS, DEALER_COUNT, "_inc_depth", *attrs]
+    g = grid.merge(m[cols], on=[*key, WEEK_INDEX], how="left")
     g = g.sort_values([*key, WEEK_INDEX], kind="stable").reset_index(drop=True)
     g[attrs] = g.groupby(key, sort=False)[attrs].ffill()  # a cell's first grid week is observed
     g[WEEK] = pd.Timestamp(EPOCH_MONDAY) + pd.to_timedelta(g[WEEK_INDEX] * 7, unit="D")
@@ -340,12 +391,7 @@ def build_context(master: pd.DataFrame, spec: FeatureSpec = DEFAULT_SPEC) -> pd.
             hist[HAS_LAG_52] = (~np.isnan(lag)).astype(np.float64)
         hist[f"units_lag_{k}"] = np.where(np.isnan(lag), fallback, lag)
     for w in spec.windows:
-        s_hi, c_hi = prev_sum, prev_cnt
-        s_lo = np.nan_to_num(_group_shift(csum, cell, w + 1), nan=0.0)
-        c_lo = np.nan_to_num(_group_shift(ccnt, cell, w + 1), nan=0.0)
-        n = c_hi - c_lo
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(n > 0, (s_hi - s_lo) / np.where(n > 0, n, 1), np.nan)
+        mean = _window_mean(units, cell, w)
         hist[f"units_mean_{w}"] = np.where(np.isnan(mean), fallback, mean)
     dealers = _group_shift(g[DEALER_COUNT].to_numpy(np.float64), cell, 1)
     dealers_fb = pd.Series(dealers).groupby(cell).ffill().to_numpy()
@@ -353,10 +399,76 @@ def build_context(master: pd.DataFrame, spec: FeatureSpec = DEFAULT_SPEC) -> pd.
     hist[DEALERS_LAG] = np.nan_to_num(
         np.where(np.isnan(dealers), dealers_fb, dealers), nan=float(known.mean()) if len(known) else 0.0
     )
+    for name, (w, end) in LAST_YEAR_WINDOWS.items():
+        mean = _window_mean(units, cell, w, end)
+        hist[name] = np.where(np.isnan(mean), fallback, mean)
+    hist.update(_incentive_history(g["_inc_depth"].to_numpy(np.float64), cell))
     for name, values in hist.items():
         g[name] = values
     cols = [REGION, VEHICLE_MODEL, WEEK, WEEK_INDEX, *attrs, *hist]
     return g[cols]
+
+
+def _window_mean(values: np.ndarray, cell: np.ndarray, w: int, offset: int = 1) -> np.ndarray:
+    """Per grid row, the mean of the observed (non-NaN) ``values`` of the same
+    cell in the ``w`` weeks that end ``offset`` weeks before it (``offset=1``:
+    the ``w`` weeks just before it); NaN where none was observed."""
+    seen = ~np.isnan(values)
+    first = np.r_[True, cell[1:] != cell[:-1]]
+    csum = np.cumsum(np.where(seen, values, 0.0))
+    ccnt = np.cumsum(seen.astype(np.float64))
+    start = np.maximum.accumulate(np.where(first, np.arange(len(values)), 0))
+    base_sum = np.where(start > 0, csum[start - 1], 0.0)  # cumulative before the cell's first row
+    base_cnt = np.where(start > 0, ccnt[start - 1], 0.0)
+    csum, ccnt = csum - base_sum, ccnt - base_cnt
+    s_hi = np.nan_to_num(_group_shift(csum, cell, offset), nan=0.0)
+    c_hi = np.nan_to_num(_group_shift(ccnt, cell, offset), nan=0.0)
+    s_lo = np.nan_to_num(_group_shift(csum, cell, w + offset), nan=0.0)
+    c_lo = np.nan_to_num(_group_shift(ccnt, cell, w + offset), nan=0.0)
+    n = c_hi - c_lo
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (s_hi - s_lo) / np.where(n > 0, n, 1), np.nan)
+
+
+def _total_depth(m: pd.DataFrame) -> np.ndarray:
+    """Per master row, the summed depth (offer / MSRP) of every incentive type
+    that ran in the cell-week: 0 without any, NaN without indicator columns."""
+    present = [t for t in INCENTIVE_TYPES if INDICATORS[t] in m.columns]
+    if not present:
+        return np.full(len(m), np.nan)
+    msrp = m[MSRP].where(m[MSRP] > 0, np.nan).to_numpy(np.float64)
+    mean_amount = m[MASTER_AMOUNT].astype(np.float64).fillna(0.0) if MASTER_AMOUNT in m.columns else 0.0
+    total = np.zeros(len(m))
+    for t in present:
+        on = m[INDICATORS[t]].fillna(0).to_numpy(np.float64) > 0
+        amount = m[OFFERS[t]].astype(np.float64).fillna(0.0) if OFFERS[t] in m.columns else mean_amount
+        depth = np.nan_to_num(np.asarray(amount + np.zeros(len(m)), dtype=np.float64) / msrp, nan=0.0)
+        total += np.where(on, depth, 0.0)
+    return total
+
+
+def _incentive_history(depth: np.ndarray, cell: np.ndarray) -> dict[str, np.ndarray]:
+    """Incentives of the weeks before (``INCENTIVE_HISTORY``), from the summed
+    depth per grid row (NaN: a week the master does not have):
+
+    - ``incentive_lag_1``: last week's summed depth (0 when unknown);
+    - ``incentive_mean_4``: its mean over the observed weeks of the last 4;
+    - ``weeks_since_incentive``: weeks since the last observed week with any
+      incentive, 1 to ``WEEKS_SINCE_CAP`` (the cap also when there was none).
+
+    The units lags of a week inside a program carry that program's lift, and
+    the weeks after one carry its pull-forward dip; these tell the model so."""
+    lag1 = np.nan_to_num(_group_shift(depth, cell, 1), nan=0.0)
+    mean4 = np.nan_to_num(_window_mean(depth, cell, 4), nan=0.0)
+    idx = np.arange(len(depth), dtype=np.float64)
+    last_on = pd.Series(np.where(np.nan_to_num(depth) > 0, idx, np.nan)).groupby(cell).ffill().to_numpy()
+    last_before = _group_shift(last_on, cell, 1)
+    since = np.where(np.isnan(last_before), WEEKS_SINCE_CAP, idx - last_before)
+    return {
+        "incentive_lag_1": lag1,
+        "incentive_mean_4": mean4,
+        "weeks_since_incentive": np.clip(since, 1, WEEKS_SINCE_CAP).astype(np.float64),
+    }
 
 
 # --------------------------------------------------------------------------- scenarios
@@ -504,7 +616,7 @@ def scenario_features(
     drop = [c for c in ctx_cols if c in s.columns]
     s = s.drop(columns=drop).merge(ctx, on=["_r", "_m", WEEK_INDEX], how="left", sort=False)
     cal = calendar_features(s[WEEK])
-    for c in CALENDAR:
+    for c in CALENDAR_ALL:
         s[c] = cal[c].to_numpy()
     s[INCENTIVE_AMOUNT] = s[INCENTIVE_AMOUNT].astype(np.float64)
     s[INCENTIVE_DEPTH] = np.where(s[MSRP] > 0, s[INCENTIVE_AMOUNT] / s[MSRP].where(s[MSRP] > 0, 1.0), 0.0)

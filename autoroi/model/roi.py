@@ -1,5 +1,5 @@
 """The one ROI formula: training reports, validation, serving and the dashboard
-all call :func:`roi_frame`.
+all call :func:`roi_frame` (or :func:`roi_columns`, the same on arrays).
 
 For one incentive scenario in one cell (region x vehicle model x week)::
 
@@ -53,15 +53,17 @@ def _f64(x: ArrayLike, n: int | None = None) -> np.ndarray:
     return a.reshape(-1) if a.ndim else a.reshape(1)
 
 
-def roi_frame(
+def roi_columns(
     predicted_units: ArrayLike,
     baseline_units: ArrayLike,
     amount: ArrayLike,
     unit_margin: ArrayLike,
     take_rate: ArrayLike = 1.0,
-) -> pd.DataFrame:
-    """Counterfactual ROI, element-wise; scalars broadcast. Returns the columns
-    of :data:`ROI_COLUMNS` (float64), ``roi`` NaN where the cost is zero."""
+) -> dict[str, np.ndarray]:
+    """The formula of the module docstring, element-wise on arrays (scalars
+    broadcast): the columns of :data:`ROI_COLUMNS` as float64 arrays, ``roi``
+    NaN where the cost is zero. :func:`roi_frame` is the same as a frame; the
+    model server's fast path calls this directly (no frame per request)."""
     pred = _f64(predicted_units)
     n = len(pred)
     base = _f64(baseline_units, n)
@@ -75,16 +77,26 @@ def roi_frame(
     profit = incremental * margin - cost
     with np.errstate(divide="ignore", invalid="ignore"):
         roi = np.where(cost != 0, profit / np.where(cost != 0, cost, 1.0), np.nan)
-    return pd.DataFrame(
-        {
-            "predicted_units": pred,
-            "baseline_units": base,
-            "incremental_units": incremental,
-            "incentive_cost": cost,
-            "incremental_profit": profit,
-            "roi": roi,
-        }
-    )
+    return {
+        "predicted_units": pred,
+        "baseline_units": base,
+        "incremental_units": incremental,
+        "incentive_cost": cost,
+        "incremental_profit": profit,
+        "roi": roi,
+    }
+
+
+def roi_frame(
+    predicted_units: ArrayLike,
+    baseline_units: ArrayLike,
+    amount: ArrayLike,
+    unit_margin: ArrayLike,
+    take_rate: ArrayLike = 1.0,
+) -> pd.DataFrame:
+    """Counterfactual ROI, element-wise; scalars broadcast. Returns the columns
+    of :data:`ROI_COLUMNS` (float64), ``roi`` NaN where the cost is zero."""
+    return pd.DataFrame(roi_columns(predicted_units, baseline_units, amount, unit_margin, take_rate))
 
 
 def roi_records(frame: pd.DataFrame) -> list[dict[str, Any]]:

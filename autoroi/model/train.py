@@ -16,7 +16,7 @@ import pandas as pd
 
 from autoroi.model import features as F
 from autoroi.model.artifact import RoiModel, predict_rates
-from autoroi.model.network import build_network, hyperparameters
+from autoroi.model.network import build_network, decay_steps_for, hyperparameters
 from autoroi.model.preprocess import Preprocessor
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,12 @@ def fit_units_model(
     seed_everything(seed)
     prep = Preprocessor.fit(train, spec)
     net = build_network(
-        prep.vocab_sizes, prep.n_numeric, prep.n_treatments, p, init_log_rate=init_log_rate(train)
+        prep.vocab_sizes,
+        prep.n_numeric,
+        prep.n_treatments,
+        p,
+        init_log_rate=init_log_rate(train),
+        decay_steps=decay_steps_for(len(train), p["batch_size"], epochs),
     )
     stop = DeadlineCallback(deadline)
     cbs: list[keras.callbacks.Callback] = [stop, *callbacks]

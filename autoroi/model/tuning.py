@@ -3,7 +3,10 @@
 **Bayesian optimization, not Hyperband.** The demo's budget is a handful of
 trials on two cores. Bayesian optimization (a Gaussian process over the
 hyperparameters) chooses each next trial from all previous results, so few
-trials go far, and it obeys ``max_trials`` exactly. Hyperband wins when many
+trials go far, and it obeys ``max_trials`` exactly. The first third of the
+trials (at least 2) are random, the rest proposed by the Gaussian process
+(:func:`initial_points_for`; Keras Tuner's own default, three random trials
+per dimension, would make all of a 6-trial search random). Hyperband wins when many
 cheap, partially trained trials fit in the budget: its bracket sizes follow
 from ``max_epochs`` and ``factor``, not from a trial count, and with a budget of
 6-10 trials its first bracket alone would use it up on models trained for one
@@ -45,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from autoroi.model import features as F
-from autoroi.model.network import DEFAULT_HYPERPARAMETERS, build_network, hyperparameters
+from autoroi.model.network import DEFAULT_HYPERPARAMETERS, build_network, decay_steps_for, hyperparameters
 from autoroi.model.preprocess import Preprocessor
 from autoroi.model.train import DeadlineCallback, init_log_rate, seed_everything
 
@@ -81,6 +84,14 @@ def _as_plain(spec: Any) -> Any:
     return list(spec)
 
 
+def initial_points_for(max_trials: int) -> int:
+    """Random trials before the Gaussian process proposes the next ones: a
+    third of the trials, at least 2. (Keras Tuner's default is three per
+    search dimension, 21 for the default space: more than the whole budget,
+    so every trial would be random.)"""
+    return max(2, math.ceil(max_trials / 3))
+
+
 def declare(hp: kt.HyperParameters, name: str, spec: Any) -> Any:
     """One search dimension: a list is a ``Choice`` (ordered), a mapping with
     ``min``/``max`` (and ``sampling``, ``step``) an ``Int`` or ``Float`` range."""
@@ -97,24 +108,33 @@ def declare(hp: kt.HyperParameters, name: str, spec: Any) -> Any:
 
 
 class _UnitsHyperModel(kt.HyperModel):
-    def __init__(self, prep: Preprocessor, space: Mapping[str, Any], log_rate: float, seed: int):
+    """Each trial's network, its learning rate decaying over the trial's
+    ``epochs`` (as the backtest and the final fit decay it over theirs)."""
+
+    def __init__(
+        self, prep: Preprocessor, space: Mapping[str, Any], log_rate: float, seed: int, rows: int, epochs: int
+    ):
         super().__init__(name="roi_units")
         self.prep = prep
         self.space = dict(space)
         self.log_rate = log_rate
         self.seed = seed
+        self.rows = rows
+        self.epochs = epochs
 
     def values(self, hp: kt.HyperParameters) -> dict[str, Any]:
         return hyperparameters({name: declare(hp, name, s) for name, s in self.space.items()})
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         seed_everything(self.seed)
+        p = self.values(hp)
         return build_network(
             self.prep.vocab_sizes,
             self.prep.n_numeric,
             self.prep.n_treatments,
-            self.values(hp),
+            p,
             init_log_rate=self.log_rate,
+            decay_steps=decay_steps_for(self.rows, p["batch_size"], self.epochs),
         )
 
     def fit(self, hp: kt.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any) -> Any:
@@ -219,6 +239,7 @@ def tune_hyperparameters(
     patience: int = 3,
     project_name: str = "roi",
     spec: F.FeatureSpec = F.DEFAULT_SPEC,
+    initial_points: int | None = None,
 ) -> TuningResult:
     """Search ``space`` (name -> list of choices or range; hyperparameters not
     in it keep ``network.DEFAULT_HYPERPARAMETERS``) on feature rows ``train``,
@@ -256,12 +277,13 @@ def tune_hyperparameters(
     oracle = _DeadlineOracle(
         objective=kt.Objective(OBJECTIVE, "min"),
         max_trials=max_trials,
+        num_initial_points=initial_points or initial_points_for(max_trials),
         seed=seed,
         max_consecutive_failed_trials=3,
     )
     tuner = _Tuner(
         oracle=oracle,
-        hypermodel=_UnitsHyperModel(prep, space, init_log_rate(train), seed),
+        hypermodel=_UnitsHyperModel(prep, space, init_log_rate(train), seed, len(train), epochs),
         directory=str(directory),
         project_name=project_name,
         overwrite=overwrite,

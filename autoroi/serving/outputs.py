@@ -14,6 +14,7 @@ tensor holds a non-number.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -45,32 +46,44 @@ def output_metadata() -> list[dict[str, Any]]:
     ]
 
 
-def _number(v: Any) -> float | None:
-    f = float(v)
-    return f if math.isfinite(f) else None
+Columns = pd.DataFrame | Mapping[str, Any]  # a prediction frame, or the fast path's columns (arrays)
 
 
-def v1_predictions(frame: pd.DataFrame, version: str | None) -> list[dict[str, Any]]:
-    """One JSON-ready object per scenario: its fields, the outputs, the version."""
-    cols = {c: frame[c].tolist() for c in (*FIELDS, *OUTPUTS)}
+def _values(column: Any) -> list[Any]:
+    return column.tolist() if hasattr(column, "tolist") else list(column)
+
+
+def rows_in(frame: Columns) -> int:
+    """Scenarios in a prediction frame or a mapping of columns."""
+    return len(frame) if isinstance(frame, pd.DataFrame) else len(frame[OUTPUTS[0]])
+
+
+def v1_predictions(frame: Columns, version: str | None) -> list[dict[str, Any]]:
+    """One JSON-ready object per scenario: its fields, the outputs, the version.
+    ``frame``: ``RoiModel.predict``'s frame or the fast path's columns."""
+    cols = {c: _values(frame[c]) for c in (*FIELDS, *OUTPUTS)}
+    numbers = [(o, cols[o]) for o in NUMBER_OUTPUTS]
+    fields = [(f, cols[f]) for f in FIELDS]
+    amounts, levels = cols[F.INCENTIVE_AMOUNT], cols[F.CELL_LEVEL]
     out = []
-    for i in range(len(frame)):
-        rec: dict[str, Any] = {f: cols[f][i] for f in FIELDS}
-        rec[F.INCENTIVE_AMOUNT] = float(rec[F.INCENTIVE_AMOUNT])
-        for o in NUMBER_OUTPUTS:
-            rec[o] = _number(cols[o][i])
-        rec[F.CELL_LEVEL] = str(cols[F.CELL_LEVEL][i])
+    for i in range(len(amounts)):
+        rec: dict[str, Any] = {f: values[i] for f, values in fields}
+        rec[F.INCENTIVE_AMOUNT] = float(amounts[i])
+        for o, values in numbers:
+            v = float(values[i])
+            rec[o] = v if math.isfinite(v) else None
+        rec[F.CELL_LEVEL] = str(levels[i])
         rec[MODEL_VERSION] = version
         out.append(rec)
     return out
 
 
-def v2_outputs(frame: pd.DataFrame, names: list[str] | None = None) -> list[tuple[str, str, np.ndarray]]:
+def v2_outputs(frame: Columns, names: list[str] | None = None) -> list[tuple[str, str, np.ndarray]]:
     """(name, datatype, values) per output tensor, all of them or ``names``."""
     out = []
     for o in names if names is not None else OUTPUTS:
         if o in NUMBER_OUTPUTS:
-            out.append((o, FLOAT_DATATYPE, frame[o].to_numpy(np.float64)))
+            out.append((o, FLOAT_DATATYPE, np.asarray(frame[o], dtype=np.float64)))
         else:
-            out.append((o, STRING_DATATYPE, frame[o].astype(str).to_numpy(dtype=object)))
+            out.append((o, STRING_DATATYPE, np.asarray([str(v) for v in _values(frame[o])], dtype=object)))
     return out

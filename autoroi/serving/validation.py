@@ -28,7 +28,9 @@ segment, or both).
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -56,6 +58,8 @@ STRING_DATATYPE = "BYTES"
 INT_DATATYPES = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"})
 FLOAT_DATATYPES = frozenset({"FP16", "FP32", "FP64"})
 AMOUNT_DATATYPES = INT_DATATYPES | FLOAT_DATATYPES
+
+Row = tuple[str, str, str, str, float]  # a checked scenario: region, model, YYYY-MM-DD, type, amount
 
 _SHOWN = 60  # characters of a client's value echoed in a reason
 _LISTED = 12  # known names listed in a reason
@@ -141,6 +145,21 @@ class Tensor:
     datatype: str
     shape: Sequence[int]
     data: Sequence[Any]
+
+
+# --------------------------------------------------------------------------- paths
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def member(prefix: str, key: str) -> str:
+    """The path of member ``key`` under ``prefix``: ``prefix.key`` for a plain
+    name, ``prefix["a key"]`` (JSON-quoted) for any other, so that an empty or
+    odd key still gets a path that names it; at the top level (``prefix``
+    empty) a plain name stands alone and any other is ``body["..."]``."""
+    if _NAME.fullmatch(key):
+        return f"{prefix}.{key}" if prefix else key
+    return f"{prefix or 'body'}[{json.dumps(key, ensure_ascii=False)}]"
 
 
 # --------------------------------------------------------------------------- one value
@@ -229,7 +248,7 @@ def check_row(
     path: Callable[[str], str],
     *,
     integral_amount: bool = False,
-) -> tuple[str, str, str, str, float]:
+) -> Row:
     """One scenario checked and normalized: (region, vehicle_model, week as
     ``YYYY-MM-DD``, incentive_type, amount). ``path(field)`` names a field in
     the error. Assumes every field is present (the callers check that)."""
@@ -260,10 +279,41 @@ def check_row(
     return region, model, week.isoformat(), kind, amount
 
 
-def _frame(rows: list[tuple[str, str, str, str, float]]) -> pd.DataFrame:
-    frame = pd.DataFrame.from_records(rows, columns=list(FIELDS))
-    frame[F.INCENTIVE_AMOUNT] = frame[F.INCENTIVE_AMOUNT].astype(np.float64)
-    return frame
+@dataclass(frozen=True)
+class Scenarios:
+    """Checked scenario rows, column by column (what :func:`check_row`
+    returns, in request order): the model server hands these to the fast path
+    as they are, and :meth:`frame` makes ``RoiModel.predict``'s input."""
+
+    region: list[str]
+    vehicle_model: list[str]
+    week_start: list[str]  # YYYY-MM-DD
+    incentive_type: list[str]
+    incentive_amount: list[float]
+
+    @classmethod
+    def of(cls, rows: Sequence[Row]) -> Scenarios:
+        if not rows:
+            return cls([], [], [], [], [])
+        region, model, week, kind, amount = (list(c) for c in zip(*rows, strict=True))
+        return cls(region, model, week, kind, amount)
+
+    def __len__(self) -> int:
+        return len(self.region)
+
+    def frame(self) -> pd.DataFrame:
+        """The rows as a frame with the columns :data:`FIELDS` (amount float64)."""
+        frame = pd.DataFrame(
+            {
+                F.REGION: self.region,
+                F.VEHICLE_MODEL: self.vehicle_model,
+                F.WEEK: self.week_start,
+                F.INCENTIVE_TYPE: self.incentive_type,
+                F.INCENTIVE_AMOUNT: np.asarray(self.incentive_amount, dtype=np.float64),
+            },
+            columns=list(FIELDS),
+        )
+        return frame
 
 
 def _check_size(n: int, where: str, limits: Limits) -> None:
@@ -280,18 +330,23 @@ def _check_size(n: int, where: str, limits: Limits) -> None:
 
 def parse_v1(body: Any, vocab: Vocabulary, limits: Limits) -> pd.DataFrame:
     """A v1 request body (decoded JSON) -> checked scenario rows, in order."""
+    return check_v1(body, vocab, limits).frame()
+
+
+def check_v1(body: Any, vocab: Vocabulary, limits: Limits) -> Scenarios:
+    """:func:`parse_v1`'s rows as :class:`Scenarios` (no frame)."""
     if not isinstance(body, Mapping):
         raise InputError("body", f'must be a JSON object {{"instances": [...]}}, got {_type_name(body)}')
     if "instances" not in body:
         raise InputError("instances", 'missing: a v1 request is {"instances": [{...}, ...]}')
     extra = sorted(str(k) for k in body if k != "instances")
     if extra:
-        raise InputError(extra[0], "unknown field; a v1 request holds only instances")
+        raise InputError(member("", extra[0]), "unknown field; a v1 request holds only instances")
     instances = body["instances"]
     if not isinstance(instances, list):
         raise InputError("instances", f"must be an array of scenario objects, got {_type_name(instances)}")
     _check_size(len(instances), "instances", limits)
-    rows = []
+    rows: list[Row] = []
     for i, inst in enumerate(instances):
         if not isinstance(inst, Mapping):
             raise InputError(f"instances[{i}]", f"must be an object with {', '.join(FIELDS)}")
@@ -301,14 +356,14 @@ def parse_v1(body: Any, vocab: Vocabulary, limits: Limits) -> pd.DataFrame:
         unknown = sorted(str(k) for k in inst if k not in FIELDS)
         if unknown:
             raise InputError(
-                f"instances[{i}].{unknown[0]}", f"unknown field; a scenario holds {', '.join(FIELDS)}"
+                member(f"instances[{i}]", unknown[0]), f"unknown field; a scenario holds {', '.join(FIELDS)}"
             )
 
         def path(f: str, i: int = i) -> str:
             return f"instances[{i}].{f}"
 
         rows.append(check_row(inst, vocab, limits, path))
-    return _frame(rows)
+    return Scenarios.of(rows)
 
 
 # --------------------------------------------------------------------------- v2
@@ -342,6 +397,11 @@ def _rows_of(t: Tensor, where: str) -> int:
 
 def parse_v2(tensors: Sequence[Tensor], vocab: Vocabulary, limits: Limits) -> pd.DataFrame:
     """Named v2 input tensors -> checked scenario rows, in order."""
+    return check_v2(tensors, vocab, limits).frame()
+
+
+def check_v2(tensors: Sequence[Tensor], vocab: Vocabulary, limits: Limits) -> Scenarios:
+    """:func:`parse_v2`'s rows as :class:`Scenarios` (no frame)."""
     by_name: dict[str, Tensor] = {}
     for k, t in enumerate(tensors):
         if t.name not in FIELDS:
@@ -379,7 +439,7 @@ def parse_v2(tensors: Sequence[Tensor], vocab: Vocabulary, limits: Limits) -> pd
         columns[f] = values
     assert n is not None  # FIELDS is not empty
     integral = str(by_name[F.INCENTIVE_AMOUNT].datatype).upper() in INT_DATATYPES
-    rows_out = []
+    rows_out: list[Row] = []
     for i in range(n):
 
         def path(f: str, i: int = i) -> str:
@@ -390,4 +450,4 @@ def parse_v2(tensors: Sequence[Tensor], vocab: Vocabulary, limits: Limits) -> pd
             if row[f] is None:
                 raise InputError(path(f), "must not be null")
         rows_out.append(check_row(row, vocab, limits, path, integral_amount=integral))
-    return _frame(rows_out)
+    return Scenarios.of(rows_out)

@@ -16,7 +16,7 @@ from autoroi.config import load_config
 from autoroi.errors import AutoroiError
 from autoroi.logs import setup_logging
 from autoroi.serving.validation import DEFAULT_MAX_AMOUNT, DEFAULT_MAX_BATCH, Limits
-from serving.roi_server.model import MODEL_NAME, RoiModelServer
+from serving.roi_server.model import FAST_PATH_MODES, MODEL_NAME, RoiModelServer
 from serving.roi_server.server import build_server
 
 
@@ -44,10 +44,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--access-log",
         default=True,
-        type=lambda v: v.lower() in ("1", "true", "yes", "on"),
-        help="log one line per request (true/false)",
+        type=_flag,
+        help="log one line per request (uvicorn's access log; true/false)",
     )
-    parser.set_defaults(model_name=MODEL_NAME)
+    parser.add_argument(
+        "--fast-path",
+        choices=FAST_PATH_MODES,
+        default="auto",
+        help="score through the precomputed, compiled fast path (auto: fall back to RoiModel.predict"
+        " when it cannot be built for this artifact; on: refuse to start then; off: RoiModel.predict)",
+    )
+    # KServe's per-request timing lines ("kserve.trace": preprocess_ms/predict_ms per request, and
+    # its timing middleware's): off unless asked for; Prometheus metrics carry the latencies
+    parser.set_defaults(model_name=MODEL_NAME, enable_latency_logging=False)
     args = parser.parse_args(argv)
     if args.lake and not args.version:
         parser.error("--lake needs --version")
@@ -58,12 +67,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _flag(value: str) -> bool:
+    return value.lower() in ("1", "true", "yes", "on")
+
+
+def configure_request_logging(access_log: bool, latency_logging: bool) -> None:
+    """Per-request log lines: uvicorn's access line (``access_log``) and
+    KServe's timing lines on the ``kserve.trace`` logger (``latency_logging``;
+    KServe's timing middleware writes there for every request whatever its
+    own flag says, so the logger's level decides)."""
+    logging.getLogger("uvicorn.access").setLevel(logging.INFO if access_log else logging.WARNING)
+    logging.getLogger("kserve.trace").setLevel(logging.INFO if latency_logging else logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging(args.log_level)
-    if not args.access_log:  # uvicorn's line per request and KServe's timing lines
-        logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-        logging.getLogger("kserve.trace").setLevel(logging.WARNING)
     # KServe 0.21 answers through FastAPI's ORJSONResponse, which FastAPI deprecates: not ours to fix
     warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
     try:
@@ -78,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             enable_latency_logging=args.enable_latency_logging,
             access_log_format=args.access_log_format,
         )
+        # after the server: KServe configures its and uvicorn's loggers when it is created
+        configure_request_logging(args.access_log, args.enable_latency_logging)
         model = RoiModelServer(
             args.model_name,
             model_dir=args.model_dir,
@@ -85,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             version=args.version,
             lake_config=load_config(args.config).lake,
             limits=Limits(max_batch=args.max_batch, max_amount=args.max_amount),
+            fast_path=args.fast_path,
         )
         model.load()
     except (AutoroiError, ValueError) as e:

@@ -8,7 +8,10 @@ KServe's type still handles it) with the field, the reason and the status;
 :func:`install_error_handlers` registers a handler for exactly this type, and
 one for FastAPI's own request validation (a v2 body that is not an inference
 request), so that every refusal answers with the contract's body
-``{"error": ..., "field": ..., "reason": ...}``. KServe registers its handlers
+``{"error": ..., "field": ..., "reason": ...}``; and one for FastAPI's and
+Starlette's ``HTTPException`` (a body FastAPI cannot parse, an unknown path, a
+wrong method), which answers ``{"error": ...}`` (with ``field: "body"`` for a
+400) instead of ``{"detail": ...}``. KServe registers its handlers
 by exact type when the server starts, so these survive it. Over gRPC, KServe
 answers an ``InvalidInput`` with ``INVALID_ARGUMENT`` and its text
 (``"incentive_amount[0]: must be >= 0"``).
@@ -22,10 +25,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from kserve.errors import InvalidInput
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from autoroi.serving.validation import BAD_REQUEST, InputError
+from autoroi.serving.validation import BAD_REQUEST, InputError, member
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +64,7 @@ def json_path(loc: Sequence[Any]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            out = member(out, str(part))
     return out
 
 
@@ -96,7 +100,29 @@ async def request_validation_handler(_request: Request, exc: Exception) -> JSONR
     return JSONResponse(status_code=rejected.status, content=rejected.body())
 
 
+async def http_exception_handler(_request: Request, exc: Exception) -> Response:
+    """FastAPI's and Starlette's own refusals (``{"detail": ...}``): a body
+    FastAPI cannot read at all (bytes that are not UTF-8, JSON nested past
+    Python's recursion limit: 400 "There was an error parsing the body"), an
+    unknown path (404), a wrong method (405), with the contract's ``error``
+    body instead; a 400 names ``body`` as the field."""
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    headers = dict(exc.headers or {})
+    if exc.status_code in (204, 304) or exc.status_code < 400:  # no body allowed / not an error
+        return Response(status_code=exc.status_code, headers=headers)
+    content: dict[str, str]
+    if exc.status_code == BAD_REQUEST:
+        rejected = RequestRejected("body", detail[:1].lower() + detail[1:] if detail else "unreadable")
+        log.info("rejected request (%d): %s", rejected.status, rejected)
+        content = rejected.body()
+    else:
+        content = {"error": detail}
+    return JSONResponse(status_code=exc.status_code, content=content, headers=headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers on KServe's FastAPI app (before the server starts)."""
     app.add_exception_handler(RequestRejected, request_rejected_handler)
     app.add_exception_handler(RequestValidationError, request_validation_handler)
+    app.add_exception_handler(StarletteHTTPException, http_exception_handler)

@@ -11,6 +11,14 @@ Request flow (KServe calls ``preprocess`` -> ``predict``):
   (``autoroi.serving.outputs``): v1 ``{"predictions": [...], "model_name",
   "model_version"}``, v2 an ``InferResponse`` with one tensor per output.
 
+Scoring goes through :class:`autoroi.model.fastpath.FastPredictor` (lookups
+precomputed at load, the network as a compiled graph: well under a millisecond
+for one scenario), which gives ``RoiModel.predict``'s numbers; ``load`` builds
+it and checks it against ``RoiModel.predict`` on a sample. ``fast_path``:
+``"auto"`` (default) falls back to ``RoiModel.predict`` (tens of milliseconds
+per request) when the fast path cannot be built for this artifact, ``"on"``
+refuses to load then, ``"off"`` always uses ``RoiModel.predict``.
+
 ``load`` reads the artifact from a local folder or fetches a registry version
 from the lake (local folder or S3), whose digest ``fetch_artifact`` checks,
 then scores a small sample through the same path as a request (the first call
@@ -39,15 +47,35 @@ from autoroi.errors import AutoroiError, ConfigError
 from autoroi.lake.storage import open_lake
 from autoroi.model import features as F
 from autoroi.model.artifact import RoiModel, load_model
+from autoroi.model.fastpath import FastPathUnavailable, FastPredictor, NotCovered
 from autoroi.registry import fetch_artifact, get_version
-from autoroi.serving.outputs import OUTPUTS, input_metadata, output_metadata, v1_predictions, v2_outputs
-from autoroi.serving.validation import InputError, Limits, Tensor, Vocabulary, parse_v1, parse_v2
+from autoroi.serving.outputs import (
+    OUTPUTS,
+    Columns,
+    input_metadata,
+    output_metadata,
+    rows_in,
+    v1_predictions,
+    v2_outputs,
+)
+from autoroi.serving.validation import (
+    MAX_WEEK,
+    MIN_WEEK,
+    InputError,
+    Limits,
+    Scenarios,
+    Tensor,
+    Vocabulary,
+    check_v1,
+    check_v2,
+)
 from serving.roi_server.errors import RequestRejected
 
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "roi"
 WARM_UP_AMOUNT = 500.0
+FAST_PATH_MODES = ("auto", "on", "off")
 
 
 class ModelLoadError(AutoroiError):
@@ -60,7 +88,7 @@ class Batch:
     ``request`` is the v2 request (``None`` for v1), ``outputs`` the v2 output
     tensors asked for (``None``: all)."""
 
-    scenarios: pd.DataFrame
+    scenarios: Scenarios
     request: InferRequest | None = None
     outputs: list[str] | None = None
 
@@ -71,6 +99,8 @@ def _json_body(raw: bytes | bytearray | str) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise InputError("body", f"not valid JSON: {e}") from e
+    except RecursionError as e:
+        raise InputError("body", "not valid JSON: nested too deeply") from e
 
 
 def _tensor(inp: InferInput) -> Tensor:
@@ -110,8 +140,11 @@ class RoiModelServer(Model):
         version: str | None = None,
         lake_config: LakeConfig | None = None,
         limits: Limits | None = None,
+        fast_path: str = "auto",
     ) -> None:
         super().__init__(name)
+        if fast_path not in FAST_PATH_MODES:
+            raise ConfigError(f"fast_path must be one of {', '.join(FAST_PATH_MODES)}, got {fast_path!r}")
         if (model_dir is None) == (lake_uri is None):
             raise ConfigError("give either a model folder or a lake URI and a version")
         if lake_uri is not None and not version:
@@ -124,6 +157,8 @@ class RoiModelServer(Model):
         self.version: str | None = None
         self.model: RoiModel | None = None
         self.vocabulary: Vocabulary | None = None
+        self.fast_path = fast_path
+        self.fast: FastPredictor | None = None
 
     # -- loading ---------------------------------------------------------------------------
     def load(self) -> bool:
@@ -144,10 +179,12 @@ class RoiModelServer(Model):
         self.model = model
         self.version = version
         self.vocabulary = Vocabulary.from_context(model.context, model.metadata.get("incentive_types_seen"))
+        self.fast = self._build_fast_path(model, self.vocabulary)
         self._warm_up()
         self.ready = True
         log.info(
-            "model %s version %s from %s ready in %.1f s (%d regions, %d vehicle models, max batch %d)",
+            "model %s version %s from %s ready in %.1f s (%d regions, %d vehicle models, max batch %d,"
+            " %s)",
             self.name,
             version,
             source,
@@ -155,8 +192,22 @@ class RoiModelServer(Model):
             len(self.vocabulary.regions),
             len(self.vocabulary.vehicle_models),
             self.limits.max_batch,
+            "fast path" if self.fast is not None else "reference path (RoiModel.predict)",
         )
         return self.ready
+
+    def _build_fast_path(self, model: RoiModel, vocabulary: Vocabulary) -> FastPredictor | None:
+        if self.fast_path == "off":
+            return None
+        try:
+            return FastPredictor.build(
+                model, pairs=vocabulary.pairs, first_week=MIN_WEEK, last_week=MAX_WEEK, verify=True
+            )
+        except FastPathUnavailable as e:
+            if self.fast_path == "on":
+                raise ModelLoadError(f"model version {self.version}: no fast path: {e}") from e
+            log.warning("model version %s: no fast path, using RoiModel.predict: %s", self.version, e)
+            return None
 
     @staticmethod
     def _load_artifact(path: Path) -> RoiModel:
@@ -209,11 +260,11 @@ class RoiModelServer(Model):
                 payload = InferRequest.from_grpc(payload)
             if isinstance(payload, InferRequest):
                 tensors = [_tensor(t) for t in payload.inputs]
-                scenarios = parse_v2(tensors, self.vocabulary, self.limits)
+                scenarios = check_v2(tensors, self.vocabulary, self.limits)
                 return Batch(scenarios, payload, _requested_outputs(payload))
             if isinstance(payload, bytes | bytearray | str):
                 payload = _json_body(payload)
-            return Batch(parse_v1(payload, self.vocabulary, self.limits))
+            return Batch(check_v1(payload, self.vocabulary, self.limits))
         except InputError as e:
             raise RequestRejected.of(e) from e
 
@@ -231,7 +282,7 @@ class RoiModelServer(Model):
                 "model_name": self.name,
                 "model_version": self.version,
             }
-        n = len(frame)
+        n = rows_in(frame)
         outputs = [
             InferOutput(name=name, shape=[n], datatype=datatype, data=values)
             for name, datatype, values in v2_outputs(frame, payload.outputs)
@@ -244,10 +295,23 @@ class RoiModelServer(Model):
             use_binary_outputs=bool(request.use_binary_outputs),
         )
 
-    def _score(self, scenarios: pd.DataFrame) -> pd.DataFrame:
+    def _score(self, scenarios: Scenarios) -> Columns:
+        """The prediction columns of checked scenarios: through the fast path,
+        or ``RoiModel.predict`` where the fast path does not cover them."""
         assert self.model is not None
+        if self.fast is not None:
+            try:
+                return self.fast.predict(
+                    scenarios.region,
+                    scenarios.vehicle_model,
+                    scenarios.week_start,
+                    scenarios.incentive_type,
+                    scenarios.incentive_amount,
+                )
+            except NotCovered as e:  # checked input should always be covered: say so, answer anyway
+                log.warning("the fast path does not cover a checked request (%s); using RoiModel.predict", e)
         try:
-            frame = self.model.predict(scenarios)
+            frame = self.model.predict(scenarios.frame())
         except F.ScenarioError as e:
             # the server's checks should have refused it first: say so, but answer 400, not 500
             log.warning("the model refused a scenario that passed the server's checks: %s", e)

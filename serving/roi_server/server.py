@@ -55,6 +55,8 @@ class RoiDataPlane(DataPlane):
                 parsed = json.loads(body)
             except (ValueError, UnicodeDecodeError) as e2:
                 raise RequestRejected("body", f"not valid JSON: {e2}") from e2
+            except RecursionError as e2:  # arrays or objects nested thousands deep
+                raise RequestRejected("body", "not valid JSON: nested too deeply") from e2
             return self.decode_cloudevent(parsed)
         except (KeyError, TypeError, ValueError, IndexError, struct.error) as e:
             raise RequestRejected("body", f"not a valid inference request: {type(e).__name__}: {e}") from e

@@ -225,3 +225,89 @@ def test_take_rates_from_the_simulated_master():
         assert abs(v - true[k]) < 0.2, (k, v, true[k])
     assert F.take_rate_of(pd.Series(["loyalty", "none"]), {"loyalty": 0.25})[0] == 0.25
     assert F.estimate_take_rates(frame.drop(columns=[F.MASTER_SHARE])) == {}
+
+
+def test_incentive_history_of_the_weeks_before():
+    # tiny_master: cash rebate and loyalty at 2,000 on a 40,000 MSRP in weeks 10 and 11
+    # (no offer columns: each type at the mean amount, depth 0.05; 0.1 summed)
+    ctx = F.build_context(tiny_master())
+    north = ctx[ctx[F.REGION] == "North"].reset_index(drop=True)
+    assert north.loc[10, "incentive_lag_1"] == 0.0  # the week itself is not history
+    assert north.loc[11, "incentive_lag_1"] == pytest.approx(0.1)
+    assert north.loc[12, "incentive_lag_1"] == pytest.approx(0.1) and north.loc[13, "incentive_lag_1"] == 0.0
+    assert north.loc[12, "incentive_mean_4"] == pytest.approx(0.05)  # weeks 8..11
+    assert north.loc[16, "incentive_mean_4"] == 0.0
+    since = north["weeks_since_incentive"]
+    assert since[5] == since[10] == F.WEEKS_SINCE_CAP  # none before: the cap
+    assert (since[11], since[12], since[13]) == (1.0, 1.0, 2.0)
+    assert since[40] == F.WEEKS_SINCE_CAP  # long ago: the cap
+    # changing a week's incentives changes no feature of that week or before
+    m = tiny_master()
+    week30 = (m[F.REGION] == "North") & (m[F.WEEK] == MONDAY + dt.timedelta(weeks=30))
+    m.loc[week30, [F.INDICATORS["apr_subsidy"], F.MASTER_AMOUNT]] = [1, 1_000.0]
+    ctx2 = F.build_context(m)
+    cols = list(F.INCENTIVE_HISTORY)
+    upto = ctx[F.WEEK_INDEX] <= ctx[F.WEEK_INDEX].min() + 30
+    pd.testing.assert_frame_equal(ctx.loc[upto, cols], ctx2.loc[upto, cols])
+    week31 = ctx2.loc[~upto & (ctx2[F.REGION] == "North")].iloc[0]
+    assert week31["weeks_since_incentive"] == 1.0 and week31["incentive_lag_1"] == pytest.approx(
+        1_000 / 40_000
+    )
+
+
+def test_last_year_windows():
+    ctx = F.build_context(tiny_master())
+    north = ctx[ctx[F.REGION] == "North"].reset_index(drop=True)  # units 10 + w
+    assert north.loc[56, "units_ly_5"] == pytest.approx(np.mean([10 + k for k in range(2, 7)]))  # w-54..w-50
+    assert north.loc[59, "units_mean_13_ly"] == pytest.approx(
+        np.mean([10 + k for k in range(0, 7)])
+    )  # w-65..w-53
+    # no last year yet: the mean of the cell's earlier weeks, as for a missing lag
+    assert north.loc[20, "units_ly_5"] == pytest.approx(np.mean([10 + k for k in range(20)]))
+    assert (
+        {"units_ly_5", "units_mean_13_ly"} <= set(F.DEFAULT_SPEC.history) <= set(F.DEFAULT_SPEC.log_columns)
+    )
+
+
+def test_harmonics_and_the_calendar_columns():
+    cal = F.calendar_features(pd.Series(pd.to_datetime(["2024-01-01", "2024-07-01"])))
+    for k in range(2, F.MAX_HARMONICS + 1):
+        s, c = F.HARMONICS[k]
+        assert np.allclose(cal[s] ** 2 + cal[c] ** 2, 1.0)
+    angle = np.arctan2(cal["week_sin"], cal["week_cos"])
+    assert np.allclose(cal["week_sin_3"], np.sin(3 * angle)) and np.allclose(
+        cal["week_cos_2"], np.cos(2 * angle)
+    )
+    assert F.FeatureSpec(harmonics=1).calendar == F.CALENDAR
+    assert F.DEFAULT_SPEC.calendar == (*F.CALENDAR, "week_sin_2", "week_cos_2", "week_sin_3", "week_cos_3")
+    assert set(F.DEFAULT_SPEC.calendar) <= set(F.DEFAULT_SPEC.numeric)
+    with pytest.raises(ValueError, match="harmonics"):
+        F.FeatureSpec(harmonics=F.MAX_HARMONICS + 1)
+
+
+def test_specs_saved_before_the_new_features_load_as_they_were():
+    old = {
+        "lags": [1, 2, 3, 4, 52],
+        "windows": [4, 13],
+        "categorical": [F.REGION, F.VEHICLE_MODEL, F.SEGMENT],
+        "cell_numeric": [F.MSRP, F.UNIT_MARGIN],
+        "treatments": list(F.INCENTIVE_TYPES),
+        "extra": {},
+    }
+    spec = F.FeatureSpec.from_dict(old)
+    assert (spec.harmonics, spec.incentive_history, spec.last_year) == (1, False, False)
+    assert spec.numeric == (
+        F.MSRP,
+        F.UNIT_MARGIN,
+        *F.CALENDAR,
+        "units_lag_1",
+        "units_lag_2",
+        "units_lag_3",
+        "units_lag_4",
+        "units_lag_52",
+        "units_mean_4",
+        "units_mean_13",
+        F.DEALERS_LAG,
+        F.HAS_LAG_52,
+    )
+    assert F.FeatureSpec.from_dict(F.DEFAULT_SPEC.to_dict()) == F.DEFAULT_SPEC

@@ -10,8 +10,10 @@ from autoroi.model.network import (
     ExpRate,
     IncentiveLift,
     build_network,
+    decay_steps_for,
     hyperparameters,
     make_loss,
+    make_optimizer,
 )
 from tests.model_tables import simulated_master, trained_model
 
@@ -25,6 +27,24 @@ def test_loss_is_poisson_and_fits_the_mean():
     assert grid[int(np.argmin(values))] == pytest.approx(y.mean(), abs=0.06)
     net = build_network({F.REGION: 3}, 2, 2, {"layers": 1, "units": 4})
     assert isinstance(net.loss, keras.losses.Poisson)
+
+
+def test_learning_rate_decays_to_zero_over_the_training():
+    assert decay_steps_for(rows=1000, batch_size=128, epochs=3) == 3 * 8
+    opt = make_optimizer(0.01, 24)
+    schedule = opt.learning_rate if callable(opt.learning_rate) else opt._learning_rate
+    assert float(schedule(0)) == pytest.approx(0.01)
+    assert float(schedule(12)) == pytest.approx(0.005, rel=1e-3)  # half way: half the rate
+    assert float(schedule(24)) == pytest.approx(0.0, abs=1e-9)
+    assert float(make_optimizer(0.01).learning_rate) == pytest.approx(0.01)  # no steps: constant
+
+
+def test_base_is_wide_and_deep():
+    net = build_network({F.REGION: 3}, 5, 2, {"layers": 1, "units": 4}, init_log_rate=1.5, decay_steps=10)
+    wide = net.get_layer("base_wide")
+    assert wide.kernel.shape == (8 + 5, 1) and not wide.use_bias  # embeddings and numerics, linearly
+    assert np.allclose(wide.kernel.numpy(), 0.0)  # starts as the deep part alone
+    assert float(net.get_layer("base_deep").bias.numpy()[0]) == pytest.approx(1.5)
 
 
 def test_hyperparameters_are_checked_and_match_the_config():

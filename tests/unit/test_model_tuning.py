@@ -6,7 +6,7 @@ import pytest
 
 from autoroi.evaluation.folds import holdout_split
 from autoroi.model import features as F
-from autoroi.model.tuning import tune_hyperparameters
+from autoroi.model.tuning import initial_points_for, tune_hyperparameters
 from tests.model_tables import simulated_master
 
 SPACE = {"units": [8, 16], "learning_rate": {"min": 1e-3, "max": 1e-2, "sampling": "log"}, "layers": [1]}
@@ -58,3 +58,8 @@ def test_bad_arguments(split, tmp_path: Path):
         tune_hyperparameters(train, val, {"wisdom": [1]}, 1, 10, 0, tmp_path, overwrite=True)
     with pytest.raises(ValueError):
         tune_hyperparameters(train, val, SPACE, 0, 10, 0, tmp_path, overwrite=True)
+
+
+def test_the_gaussian_process_gets_trials_to_propose():
+    # Keras Tuner would make 3 x 7 = 21 trials random: all of a 6-trial search
+    assert [initial_points_for(n) for n in (1, 2, 6, 10, 30)] == [2, 2, 2, 4, 10]
