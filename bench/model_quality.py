@@ -59,12 +59,10 @@ cores"): on a shared machine, a high figure means a disturbed run.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import math
 import os
-import platform
 import secrets
 import subprocess
 import sys
@@ -75,7 +73,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cpuload import machine_busy_s, own_cpu_s  # bench/, the script's own folder
+from cpuload import machine_busy_s, machine_info, own_cpu_s, table  # bench/, the script's own folder
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -424,44 +422,6 @@ def _lt(a: float | None, b: float | None) -> bool:
 # =========================================================================== report
 
 
-def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem = 0
-    with contextlib.suppress(OSError, ValueError), open("/proc/meminfo", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                mem = int(line.split()[1]) * 1024
-    from importlib.metadata import version
-
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_gib": round(mem / 2**30, 1),
-        "python": platform.python_version(),
-        "tensorflow": version("tensorflow"),
-        "keras": version("keras"),
-        "keras_tuner": version("keras-tuner"),
-        "scikit_learn": version("scikit-learn"),
-        "load_avg": os.getloadavg(),
-    }
-
-
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
-
-
 def _f(v: float | None, fmt: str = ".3f") -> str:
     return "n/a" if v is None else format(v, fmt)
 
@@ -610,7 +570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         worker_main(args.worker)
         return 0
     started = datetime.now(UTC)
-    info = machine_info()
+    info = machine_info(("tensorflow", "keras", "keras-tuner", "scikit-learn"))
     log(f"machine: {info['cores']} cores, load average {info['load_avg']}")
     inputs = prepare(args.work_dir, args.seed, args.scale, args.fresh)
     log("training budget: tune, validate (with the truth), fit")

@@ -44,11 +44,9 @@ within 6x of DuckDB; the demo-size step under 60 s including start-up.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import os
-import platform
 import secrets
 import subprocess
 import sys
@@ -58,7 +56,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cpuload import machine_busy_s, own_cpu_s, proc_cpu_s  # bench/, the script's own folder
+from cpuload import (  # bench/, the script's own folder
+    machine_busy_s,
+    machine_info,
+    own_cpu_s,
+    proc_cpu_s,
+    table,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -484,43 +488,6 @@ def pa_is_numeric(t: Any) -> bool:
 # =========================================================================== report
 
 
-def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem = 0
-    with contextlib.suppress(OSError, ValueError), open("/proc/meminfo", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                mem = int(line.split()[1]) * 1024
-    import duckdb
-    import pyspark
-
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_gib": round(mem / 2**30, 1),
-        "python": platform.python_version(),
-        "pyspark": pyspark.__version__,
-        "duckdb": duckdb.__version__,
-        "load_avg": os.getloadavg(),
-    }
-
-
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
-
-
 def best(runs: list[Run], key: str) -> Run:
     return min(runs, key=lambda r: float(r.result[key]))
 
@@ -556,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     work: Path = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC)
-    info = machine_info()
+    info = machine_info(("pyspark", "duckdb"))
     log(f"machine: {info['cores']} cores, load average {info['load_avg']}")
 
     inputs = {n: prepare(work, n, args.seed) for n in sizes}

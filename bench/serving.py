@@ -58,7 +58,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import shutil
 import socket
 import subprocess
@@ -69,11 +68,16 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from cpuload import machine_busy_s, own_cpu_s, proc_cpu_s  # bench/, the script's own folder
+from cpuload import (  # bench/, the script's own folder
+    machine_busy_s,
+    machine_info,
+    own_cpu_s,
+    proc_cpu_s,
+    table,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -460,46 +464,6 @@ def measure(
 # =========================================================================== report
 
 
-def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem = 0
-    with contextlib.suppress(OSError, ValueError), open("/proc/meminfo", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                mem = int(line.split()[1]) * 1024
-
-    def version(pkg: str) -> str:
-        try:
-            return metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            return "-"
-
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_gib": round(mem / 2**30, 1),
-        "python": platform.python_version(),
-        "versions": {p: version(p) for p in PACKAGES},
-        "load_avg": os.getloadavg(),
-    }
-
-
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
-
-
 def key(m: Measurement) -> tuple[str, int, int]:
     return (m.protocol, m.batch, m.concurrency)
 
@@ -680,7 +644,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     work: Path = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC)
-    info = machine_info()
+    info = machine_info(PACKAGES)
     log(f"machine: {info['cores']} cores, load average {info['load_avg']}")
     model_dir = prepare_model(work, args.model_dir)
     server_core, client_core = pinning()

@@ -13,15 +13,6 @@ import click
 
 from autoroi.cli.common import config_option, lake_option, load
 
-ROI_FIELDS = (
-    "predicted_units",
-    "baseline_units",
-    "incremental_units",
-    "incentive_cost",
-    "incremental_profit",
-    "roi",
-)
-
 
 @click.command()
 @click.option("--version", default=None, help="Registry version to serve.")
@@ -127,6 +118,7 @@ def predict(url: str, input_path: Path, as_json: bool) -> None:
 
     from autoroi.cli.render import console
     from autoroi.errors import AutoroiError
+    from autoroi.model.roi import ROI_COLUMNS as ROI_FIELDS
 
     instances = read_scenarios(input_path)
     try:
