@@ -30,6 +30,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -107,6 +108,7 @@ class TableStore:
         self.keep_versions = keep_versions
         self.path = lake.path(zone, table)
         self._versions = lake.path(zone, "_versions", table)
+        self._gc: threading.Thread | None = None
 
     # -- reading -----------------------------------------------------------
     def manifest(self) -> TableManifest | None:
@@ -145,6 +147,7 @@ class TableStore:
     # -- writing -----------------------------------------------------------
     def begin(self) -> TableWriter:
         """Stage a new version; nothing is visible until ``commit``."""
+        self.wait_gc()
         current = self.manifest()
         self._clean_leftovers(current)
         return TableWriter(self, current)
@@ -169,6 +172,13 @@ class TableStore:
                 if name.endswith(".parquet") and name not in referenced:
                     log.info("removing unreferenced file %s of %s", name, self.table)
                     self.lake.delete_file(info.path)
+
+    def wait_gc(self) -> None:
+        """Wait for the removal of old versions that a ``commit(...,
+        background_gc=True)`` started."""
+        if self._gc is not None:
+            self._gc.join()
+            self._gc = None
 
     def _gc_local(self, current_version: int) -> None:
         base = Path(self._versions)
@@ -246,8 +256,16 @@ class TableWriter:
                 self._written.append(dst)  # a copy: made durable at the commit
         self.entries.append(entry)
 
-    def commit(self, schema: pa.Schema, state: dict[str, Any] | None = None) -> TableManifest:
-        """Publish: after this returns, every reader sees the new version."""
+    def commit(
+        self, schema: pa.Schema, state: dict[str, Any] | None = None, background_gc: bool = False
+    ) -> TableManifest:
+        """Publish: after this returns, every reader sees the new version.
+        ``background_gc``: versions older than ``keep_versions`` are removed
+        by a thread (``TableStore.wait_gc`` waits for it), so that the caller
+        goes on meanwhile; unlinking the files of a replaced version is disk
+        work (0.05-0.1 s for 200 MB). A process that ends before it is done
+        leaves old versions behind, which no reader is sent to and the next
+        commit removes."""
         manifest = TableManifest(
             table=self.store.table,
             version=self.version,
@@ -277,7 +295,18 @@ class TableWriter:
             os.replace(tmp_link, link)
             fsync_dir(str(link.parent))
             failpoints.hit("publish.after_swap", self.store.table)
-            self.store._gc_local(self.version)
+            self.store.wait_gc()
+            if background_gc:
+                gc = threading.Thread(
+                    target=self.store._gc_local,
+                    args=(self.version,),
+                    name=f"gc-{self.store.table}",
+                    daemon=True,
+                )
+                gc.start()
+                self.store._gc = gc
+            else:
+                self.store._gc_local(self.version)
         else:
             failpoints.hit("publish.before_swap", self.store.table)
             lake.write_json(f"{self.store.path}/{MANIFEST}", manifest.to_json())

@@ -49,6 +49,7 @@ import hashlib
 import logging
 import re
 import struct
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,6 +136,8 @@ class LogicalCapture:
         self.plans: dict[str, TablePlan] = {}
         self._done: dict[str, tuple[int, int]] = {}  # table -> (version, runs) after this run
         self._state_path = lake.path(STATE_DIR, f"{slot}.json")
+        self._collector: threading.Thread | None = None
+        self.collect_error: BaseException | None = None  # what collect_async's thread raised
 
     # -- opening ----------------------------------------------------------------
     @classmethod
@@ -172,6 +175,9 @@ class LogicalCapture:
         return capture
 
     def close(self) -> None:
+        if self._collector is not None:
+            self._collector.join()
+            self._collector = None
         self.conn.close()
 
     def _query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
@@ -279,6 +285,30 @@ class LogicalCapture:
         return plugin, str(rows[0][0])
 
     # -- reading ------------------------------------------------------------------
+    def collect_async(self, snapshot: str, cursors: Iterable[Cursor], tables: Sequence[str]) -> None:
+        """``collect`` in a thread of its own, on the slot's own connection:
+        the server decodes the slot (0.05-0.15 s for a batch of 90 000
+        changes) while the run reflects the tables and reads their changed
+        rows. ``plan``, ``state`` and ``finish`` wait for it and raise what
+        it raised."""
+        cursors = list(cursors)
+
+        def run() -> None:
+            try:
+                self.collect(snapshot, cursors, tables)
+            except BaseException as e:  # noqa: BLE001 - raised again by _wait, in the caller's thread
+                self.collect_error = e
+
+        self._collector = threading.Thread(target=run, name="slot-collect", daemon=True)
+        self._collector.start()
+
+    def _wait(self) -> None:
+        if self._collector is not None:
+            self._collector.join()
+            self._collector = None
+        if self.collect_error is not None:
+            raise self.collect_error
+
     def collect(self, snapshot: str, cursors: Iterable[Cursor], tables: Sequence[str]) -> None:
         """Read the slot once for the whole run and plan each table in
         ``tables``. ``snapshot`` is ``txid_current_snapshot()`` of the run's
@@ -362,6 +392,7 @@ class LogicalCapture:
         return ""
 
     def plan(self, table: str) -> TablePlan | None:
+        self._wait()
         return self.plans.get(table)
 
     def _tables(self, tables: Sequence[str]) -> tuple[dict[str, str], set[str] | None]:
@@ -405,6 +436,7 @@ class LogicalCapture:
     def record(self, table: str, version: int | None, deletes: str) -> None:
         """A table of this run is consumed up to ``cut`` (not called for a
         table that failed)."""
+        self._wait()
         if version is None:
             return
         c = self.cursors.get(table)
@@ -413,11 +445,13 @@ class LogicalCapture:
 
     def state(self, table: str) -> dict[str, Any]:
         """What a table's manifest keeps about the slot, when published."""
+        self._wait()
         return {"slot": self.slot, "lsn": lsn_str(self.cut)}
 
     def finish(self) -> None:
         """Record every table's position, then advance the slot to the
         smallest of them."""
+        self._wait()
         tables: dict[str, dict[str, Any]] = {}
         held: list[int] = []
         for name, c in self.cursors.items():

@@ -7,17 +7,29 @@ table failed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 from autoroi.config import AutoroiConfig
 from autoroi.errors import AutoroiError, SchemaDriftError, SourceError
 from autoroi.lake import TableStore, open_lake
 from autoroi.lake.tables import TableManifest
-from autoroi.replication.cdc import Progress, TableResult, compare_schemas, full_load, incremental
+from autoroi.replication.cdc import (
+    Progress,
+    TableResult,
+    TableTruncated,
+    compare_schemas,
+    full_load,
+    incremental,
+)
 from autoroi.replication.logical import Cursor, LogicalCapture, drop_slot, lsn_int
 from autoroi.replication.source import SourceReader
 from autoroi.source.db import connect_engine, redact, resolve_url
@@ -63,6 +75,48 @@ def replicate_tables(
     """Bring ``raw/`` up to date with the source. Raises for problems that
     concern the whole run (unreachable source, unwritable lake, unknown table);
     per-table problems are in the report."""
+    with arrow_memory_pool():
+        return _replicate_tables(cfg, source_url, lake_uri, tables, full_refresh, progress)
+
+
+@contextlib.contextmanager
+def arrow_memory_pool() -> Iterator[None]:
+    """Arrow allocates from jemalloc while replicating, unless the user chose
+    a pool (``ARROW_DEFAULT_MEMORY_POOL``).
+
+    Arrow's default, mimalloc, asks the kernel for transparent huge pages
+    (``MADV_HUGEPAGE``): every 2 MiB region it touches first is zeroed whole
+    on the first write. A replication run is a short process that touches
+    fresh memory almost all the time; on the 2-core VM of ``bench/RESULTS.md``
+    a change capture spent 25 % of its samples in ``clear_page_erms`` under
+    ``mi_page_free_list_extend`` (system time 0.1-0.8 s, varying with the
+    host's load, against about 0.1 s with jemalloc); full loads peak no
+    higher (1 M rows: 422-458 MiB against 477 MiB). Buffers remember the pool
+    they came from, so switching back afterwards is safe."""
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        yield
+        return
+    try:
+        pool = pa.jemalloc_memory_pool()
+    except NotImplementedError:  # a pyarrow built without jemalloc
+        yield
+        return
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pool)
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
+
+
+def _replicate_tables(
+    cfg: AutoroiConfig,
+    source_url: str | None,
+    lake_uri: str | None,
+    tables: list[str] | None,
+    full_refresh: bool,
+    progress: Progress | None,
+) -> ReplicationReport:
     started = time.perf_counter()
     url = resolve_url(cfg.source, source_url)
     sqlite_file = url.database if url.get_backend_name() == "sqlite" else None
@@ -77,6 +131,7 @@ def replicate_tables(
         raise
     report = ReplicationReport(source=redact(url), lake=lake.uri)
     capture: LogicalCapture | None = None
+    stores: dict[str, TableStore] = {}
     try:
         # the slot exists, and its end position is read, before the snapshot
         capture = LogicalCapture.open(engine, lake, cfg.replication, str(url.database or ""))
@@ -100,7 +155,8 @@ def replicate_tables(
             }
             manifests = {name: store.manifest() for name, store in stores.items()}
             if capture is not None:
-                capture.collect(reader.snapshot_id(), _cursors(capture, manifests), wanted)
+                # read in a thread: tables wait for it only when they need it
+                capture.collect_async(reader.snapshot_id(), _cursors(capture, manifests), wanted)
             for name in wanted:
                 report.tables.append(
                     _replicate_one(
@@ -108,8 +164,10 @@ def replicate_tables(
                     )
                 )
         if capture is not None:
-            capture.finish()
+            capture.finish()  # advances the slot while old versions are being removed
     finally:
+        for store in stores.values():
+            store.wait_gc()
         if capture is not None:
             capture.close()
         engine.dispose()
@@ -166,6 +224,8 @@ def _replicate_one(
             capture.record(name, result.version, result.deletes)
         return result
     except (SchemaDriftError, SourceError) as e:
+        if capture is not None and e is capture.collect_error:
+            raise  # reading the slot failed: the whole run fails, as it would have before any table
         log.error("%s: %s", name, e)
         result = TableResult(
             name,
@@ -190,8 +250,6 @@ def _replicate_in_scope(
 ) -> TableResult:
     rc = cfg.replication
     st = reader.reflect(name)
-    plan = capture.plan(name) if capture is not None else None
-    cdc = capture.state(name) if capture is not None and st.key is not None else None
     reload_reason = ""
     if current is None:
         reload_reason = "first load"
@@ -205,18 +263,36 @@ def _replicate_in_scope(
             reload_reason = "no integer primary key or updated_at column"
         elif st.key != current.state.get("key"):
             reload_reason = f"primary key changed to {st.key}"
-        elif plan is not None and plan.truncated:
+    result: TableResult | None = None
+    if not reload_reason:
+        assert current is not None
+        # the slot's plan (a truncate among it) is waited for only once the
+        # changed rows are read: the server decodes the slot meanwhile
+        try:
+            result = incremental(
+                reader,
+                store,
+                st,
+                rc,
+                current,
+                (lambda: capture.plan(name)) if capture is not None else None,
+                (lambda: capture.state(name)) if capture is not None else None,
+            )
+        except TableTruncated:
             reload_reason = "the table was truncated at the source"
-    if reload_reason:
+        else:
+            plan = capture.plan(name) if capture is not None else None
+            if plan is not None and plan.note:
+                result.message = f"deletes by key reconciliation: {plan.note}"
+    if result is None:
         log.info("%s: full load (%s)", name, reload_reason)
+        cdc = None
+        if capture is not None:
+            capture.plan(name)  # waits for the slot: if reading it failed, the run fails before a publish
+            cdc = capture.state(name) if st.key is not None else None
         result = full_load(reader, store, st, rc, progress, current, cdc)
         if st.key is None:
             result.deletes = ""
-    else:
-        assert current is not None
-        result = incremental(reader, store, st, rc, current, plan, cdc)
-        if plan is not None and plan.note:
-            result.message = f"deletes by key reconciliation: {plan.note}"
     if reload_reason:
         result.message = reload_reason
     if result.status == "full_load" and current is not None:

@@ -37,7 +37,7 @@ from autoroi.errors import SourceError
 from autoroi.lake import TableStore, open_lake
 from autoroi.replication import ReplicationReport, replicate_tables
 from autoroi.replication.cdc import TableResult
-from autoroi.replication.logical import lsn_int
+from autoroi.replication.logical import LogicalCapture, lsn_int
 from autoroi.source import schema
 
 pytestmark = pytest.mark.postgres
@@ -249,6 +249,33 @@ def test_truncate_reloads_the_table(pg_url: str, tmp_path: Path) -> None:
     result = by["program_eligibility"]
     assert result.status == "full_load" and "truncated" in result.message, result
     assert (result.rows, result.deleted) == (2, len(old.rows) - 2)
+    assert_lake_equals(source_snapshot(pg_url), lake)
+
+
+def test_a_slot_that_cannot_be_read_fails_the_run_before_any_publish(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The slot is read in a thread while the tables read their changed rows;
+    when reading it fails, the run fails as a whole, with that error, and no
+    table publishes (each waits for the slot before it publishes)."""
+    generate(pg_url, seed=SEED, sales_rows=2_000)
+    cfg = config(file_rows=1_500)
+    lake = tmp_path / "lake"
+    _ok(cfg, pg_url, lake)
+    execute(pg_url, "DELETE FROM sales WHERE sale_id IN (1, 2)", "UPDATE dealers SET updated_at = now()")
+    versions = manifest_versions(str(lake), TABLES)
+    files = tree_state(lake / "raw")
+
+    def broken(self: LogicalCapture, *args: Any) -> None:
+        raise SourceError("logical decoding on the source failed: boom")
+
+    monkeypatch.setattr(LogicalCapture, "collect", broken)
+    with pytest.raises(SourceError, match="boom"):
+        replicate_tables(cfg, source_url=pg_url, lake_uri=str(lake))
+    assert manifest_versions(str(lake), TABLES) == versions
+    assert tree_state(lake / "raw") == files
+    monkeypatch.undo()
+    _ok(cfg, pg_url, lake)
     assert_lake_equals(source_snapshot(pg_url), lake)
 
 

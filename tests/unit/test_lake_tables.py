@@ -248,3 +248,72 @@ def test_a_real_folder_in_place_of_the_link_is_not_overwritten(tmp_path: Path) -
     with pytest.raises(LakeError, match="not a published table"):
         writer.commit(SCHEMA)
     assert (folder / "data.parquet").read_bytes() == b"x"
+
+
+def test_background_gc_removes_old_versions_after_the_publish(tmp_path: Path) -> None:
+    store = _store(tmp_path, keep_versions=2)
+    for v in range(1, 4):
+        _publish(store, _rows(v))
+    writer = store.begin()
+    writer.write_table(_rows(4), key="id")
+    m4 = writer.commit(SCHEMA, background_gc=True)
+    # published at once: the link already points at the new version
+    assert _version(store) == m4.version == 4
+    assert _reader_view(tmp_path).sort_by("id").equals(_rows(4))
+    store.wait_gc()
+    vdir = tmp_path / "raw" / "_versions" / "t"
+    assert sorted(p.name for p in vdir.iterdir()) == ["v000003", "v000004"]
+    store.wait_gc()  # nothing left to wait for
+
+
+def test_begin_waits_for_a_background_gc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = _store(tmp_path, keep_versions=1)
+    _publish(store, _rows(1))
+    started, release = threading.Event(), threading.Event()
+    real_gc = store._gc_local
+
+    def slow_gc(current_version: int) -> None:
+        started.set()
+        release.wait(5)
+        real_gc(current_version)
+
+    monkeypatch.setattr(store, "_gc_local", slow_gc)
+    writer = store.begin()
+    writer.write_table(_rows(2), key="id")
+    writer.commit(SCHEMA, background_gc=True)
+    assert started.wait(5)
+    done = threading.Event()
+
+    def begin_again() -> None:
+        store.begin().abort()
+        done.set()
+
+    t = threading.Thread(target=begin_again)
+    t.start()
+    assert not done.wait(0.2)  # begin waits for the old version's removal
+    release.set()
+    t.join(5)
+    assert done.is_set()
+    vdir = tmp_path / "raw" / "_versions" / "t"
+    assert sorted(p.name for p in vdir.iterdir()) == ["v000002"]
+    assert _reader_view(tmp_path).sort_by("id").equals(_rows(2))
+
+
+def test_old_versions_left_by_an_interrupted_background_gc_go_at_the_next_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that ends while its gc thread runs leaves old versions; they
+    are invisible to readers and removed by the next commit."""
+    store = _store(tmp_path, keep_versions=1)
+    _publish(store, _rows(1))
+    monkeypatch.setattr(store, "_gc_local", lambda current_version: None)  # the thread never ran
+    writer = store.begin()
+    writer.write_table(_rows(2), key="id")
+    writer.commit(SCHEMA, background_gc=True)
+    store.wait_gc()
+    vdir = tmp_path / "raw" / "_versions" / "t"
+    assert sorted(p.name for p in vdir.iterdir()) == ["v000001", "v000002"]
+    assert _reader_view(tmp_path).sort_by("id").equals(_rows(2))
+    fresh = _store(tmp_path, keep_versions=1)  # the next run
+    _publish(fresh, _rows(3))
+    assert sorted(p.name for p in vdir.iterdir()) == ["v000003"]
