@@ -194,7 +194,7 @@ def _show_predictions(url: str, instances: list[dict[str, Any]]) -> None:
     cols = ("region", "vehicle_model", "week_start", "incentive_type", "incentive_amount")
     nums = ("predicted_units", "baseline_units", "incremental_units", "incentive_cost", "roi")
     for c in (*cols, *nums):
-        table.add_column(c, justify="left" if c in cols[:4] else "right")
+        table.add_column(c, justify="left" if c in cols[:4] else "right", no_wrap=True)
     for inst, p in zip(instances, body["predictions"], strict=True):
         cells = [str(inst[c]) for c in cols]
         cells += ["—" if p.get(c) is None else f"{p[c]:,.2f}" for c in nums]
