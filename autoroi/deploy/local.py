@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from autoroi.deploy.rollout import DeployError
+from autoroi.lake.storage import write_json_local
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +55,6 @@ def pid_alive(pid: int | None) -> bool:
             return f.read().split(") ", 1)[1][:1] != "Z"
     except OSError:
         return True
-
-
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_text(json.dumps(doc, indent=2))
-    os.replace(tmp, path)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -164,7 +158,7 @@ class LocalTarget:
                 env=self.env,
             )
         url = f"http://{self.host}:{port}"
-        _write_json(
+        write_json_local(
             self._candidate_path(version),
             {
                 "version": version,
@@ -204,7 +198,7 @@ class LocalTarget:
     def promote(self, version: str) -> None:
         cand = self._candidate(version)
         old = read_endpoint(self.state_dir)
-        _write_json(
+        write_json_local(
             self.state_dir / ENDPOINT_FILE,
             {
                 **cand,
@@ -292,7 +286,7 @@ def start_endpoint(
         stop_pid(proc.pid)
         raise DeployError(f"the local endpoint did not answer on {url} within {timeout_s:g} s")
     doc = {"url": url, "pid": proc.pid}
-    _write_json(state / ROUTER_PID_FILE, doc)
+    write_json_local(state / ROUTER_PID_FILE, doc)
     return doc
 
 

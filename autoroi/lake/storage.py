@@ -56,19 +56,11 @@ class Lake:
     def write_json(self, path: str, obj: Any) -> None:
         """Atomic: readers see the old document or the new one, never a mix.
         S3 PUTs are atomic per object; locally we rename over the target."""
-        data = json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
         if self.is_local:
-            tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-            Path(tmp).parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            fsync_dir(os.path.dirname(path))
+            write_json_local(path, obj)
         else:
             with self.fs.open_output_stream(path) as f:
-                f.write(data)
+                f.write(json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
 
     def delete_file(self, path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -95,6 +87,20 @@ class Lake:
             self.fs.delete_file(probe)
         except (OSError, pa.ArrowException) as e:
             raise LakeError(f"lake {self.uri} is not writable: {_short(e)}") from e
+
+
+def write_json_local(path: str | Path, obj: Any) -> None:
+    """A JSON document on the local filesystem, atomically and durably:
+    written under a temporary name, fsynced, renamed over the target."""
+    data = json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
+    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+    Path(tmp).parent.mkdir(parents=True, exist_ok=True)
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(os.path.dirname(path))
 
 
 def fsync_dir(path: str) -> None:
