@@ -132,7 +132,9 @@ def decide(
         gate_passed=mv.gate_passed,
         master_version=mv.master_version,
     )
-    lake.write_json(approval_path(lake, version), record.to_dict())
+    path = approval_path(lake, version)
+    lake.sweep(path.rsplit("/", 1)[0])  # temporaries of decisions whose process died
+    lake.write_json(path, record.to_dict())
     set_status(lake, version, target, by, comment or PAST[decision], override=record.override)
     log.info("%s %s by %s (digest %s)", version, PAST[decision], by, mv.digest[:12])
     return record

@@ -38,6 +38,12 @@ class LakeConfig(_Section):
     uri: str = Field("var/lake", description="local folder or s3://bucket/prefix")
     s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, moto)")
     s3_region: str = "us-east-1"
+    stale_after_s: float = Field(
+        6 * 3600.0,
+        gt=0,
+        description="age after which a temporary left by a writer on another machine (whose liveness"
+        " cannot be checked from here) is removed; those of dead writers on this machine go at once",
+    )
 
 
 class ReplicationConfig(_Section):

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from autoroi.deploy.rollout import DeployError
+from autoroi.lake.leftovers import sweep_local, writer_id, writer_state
 from autoroi.lake.storage import write_json_local
 
 log = logging.getLogger(__name__)
@@ -128,8 +129,25 @@ class LocalTarget:
             return None
         return str(doc["version"])
 
+    def clean_leftovers(self) -> list[str]:
+        """What deploy runs that died left here: temporary state files, and
+        candidate servers whose deploy process is gone (nobody will promote or
+        roll them back), which are stopped. Returns the versions stopped."""
+        sweep_local([self.state_dir, self.state_dir / CANDIDATES])
+        stopped = []
+        for path in sorted((self.state_dir / CANDIDATES).glob("*.json")):
+            cand = _read_json(path) or {}
+            if writer_state(cand.get("deployer")) != "dead":
+                continue
+            stop_pid(cand.get("pid"))
+            path.unlink(missing_ok=True)
+            stopped.append(str(cand.get("version")))
+            log.info("stopped the candidate server of %s, left by a deploy that died", cand.get("version"))
+        return stopped
+
     # -- RolloutTarget -------------------------------------------------------
     def start(self, version: str, artifact_uri: str) -> None:
+        self.clean_leftovers()
         port = free_port(self.host)
         logs = self.state_dir / LOGS
         logs.mkdir(parents=True, exist_ok=True)
@@ -167,6 +185,7 @@ class LocalTarget:
                 "port": port,
                 "log": str(log_path),
                 "artifact": artifact_uri,
+                "deployer": writer_id(),
             },
         )
         log.info("started the model server of %s: %s (pid %d, log %s)", version, url, proc.pid, log_path)

@@ -75,6 +75,7 @@ def record_deployment(lake: Lake, version: str, outcome: str, detail: dict[str, 
     (promoted or rolled back), beside the registry's status history."""
     now = dt.datetime.now(dt.UTC)
     path = lake.path(DEPLOYMENTS_ZONE, "roi", f"{now:%Y%m%dT%H%M%S%fZ}-{version}.json")
+    lake.sweep(lake.path(DEPLOYMENTS_ZONE, "roi"))
     lake.write_json(
         path, {"version": version, "outcome": outcome, "at": now.isoformat(timespec="seconds"), **detail}
     )

@@ -10,9 +10,11 @@ Layout of one version::
     master/<version>/manifest.json              written last: a version exists iff it has one
     master/latest                               {"version": ..., "path": ..., "updated_at": ...}
 
-Locally a version is built in ``master/.staging-<uuid>/`` and renamed into
-place; on S3 the data objects are written first and ``manifest.json`` is the
-commit point. ``latest`` is one atomic JSON write, done last.
+Locally a version is built in ``master/.<version>.<writer>-<r>.staging/`` and
+renamed into place; on S3 a marker naming the writer goes first, then the data
+objects, and ``manifest.json`` is the commit point. ``latest`` is one atomic
+JSON write, done last. The next publish removes what dead writers left
+(``autoroi.lake.leftovers``), never what a live one is writing.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import hashlib
 import logging
 import os
 import shutil
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +36,7 @@ import pyarrow.parquet as pq
 
 from autoroi.errors import LakeError
 from autoroi.lake import failpoints
+from autoroi.lake.leftovers import temp_name
 from autoroi.lake.storage import Lake, fsync_dir
 
 log = logging.getLogger(__name__)
@@ -110,6 +112,7 @@ class MasterStore:
         """Store ``table`` as its content version (unless it exists) and move
         ``latest`` to it (unless it is there already)."""
         version = content_version(table)
+        self._clean_leftovers()
         pointer = self.latest()
         previous = str(pointer["version"]) if pointer else None
         path = self.data_path(version)
@@ -139,11 +142,10 @@ class MasterStore:
     def _write_version(self, version: str, table: pa.Table, doc: dict[str, Any]) -> None:
         if self.lake.is_local:
             Path(self.root).mkdir(parents=True, exist_ok=True)
-            self._clean_staging()
-            staging = f"{self.root}/.staging-{uuid.uuid4().hex[:12]}"
+            staging = f"{self.root}/{temp_name(version, 'staging')}"
             try:
                 self._write_files(staging, table)
-                failpoints.hit("master.before_rename")
+                failpoints.hit("master.before_manifest")
                 self.lake.write_json(f"{staging}/{MANIFEST}", doc)
                 final = f"{self.root}/{version}"
                 if os.path.isdir(final):  # an incomplete leftover (no manifest): replace it
@@ -155,9 +157,11 @@ class MasterStore:
                 raise
         else:
             base = f"{self.root}/{version}"
+            marker = self.lake.mark_unfinished(base)
             self._write_files(base, table)
-            failpoints.hit("master.before_rename")
+            failpoints.hit("master.before_manifest")
             self.lake.write_json(f"{base}/{MANIFEST}", doc)
+            self.lake.delete_file(marker)
 
     def _write_files(self, base: str, table: pa.Table) -> None:
         data = f"{base}/{DATA_DIR}"
@@ -180,10 +184,12 @@ class MasterStore:
             finally:
                 os.close(fd)
 
-    def _clean_staging(self) -> None:
-        for child in Path(self.root).glob(".staging-*"):
-            log.info("removing unfinished master version %s", child.name)
-            shutil.rmtree(child, ignore_errors=True)
+    def _clean_leftovers(self) -> None:
+        """Staging folders and temporary files of dead publishes; on S3,
+        version folders they left without a manifest."""
+        self.lake.sweep(self.root)
+        if not self.lake.is_local:
+            self.lake.sweep_unfinished(self.root, MANIFEST)
 
 
 def _now() -> str:

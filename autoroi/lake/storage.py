@@ -11,7 +11,7 @@ import contextlib
 import json
 import logging
 import os
-import uuid
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,8 @@ import pyarrow.fs as pafs
 
 from autoroi.config import LakeConfig
 from autoroi.errors import ConfigError, LakeError
+from autoroi.lake import failpoints
+from autoroi.lake.leftovers import DEFAULT_STALE_AFTER_S, abandoned, is_temporary, sweep_fs, temp_name
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ class Lake:
     fs: pafs.FileSystem
     root: str
     is_local: bool
+    stale_after_s: float = DEFAULT_STALE_AFTER_S
 
     def path(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *(p.strip("/") for p in parts if p)])
@@ -70,6 +73,54 @@ class Lake:
         sel = pafs.FileSelector(path, allow_not_found=True, recursive=False)
         return self.fs.get_file_info(sel)
 
+    def sweep(self, *folders: str) -> list[str]:
+        """Remove the temporaries that dead runs left directly inside ``folders``
+        (``autoroi.lake.leftovers``); a step calls it on the folders it writes."""
+        return sweep_fs(self.fs, folders, self.stale_after_s)
+
+    def mark_unfinished(self, folder: str) -> str:
+        """An S3 folder is written object by object and cannot be renamed into
+        place: an empty marker named after the writer, put there first and
+        deleted after the commit, says who is (or was) writing it, so that
+        :meth:`sweep_unfinished` can tell a dead writer's leftover from a
+        live one's work."""
+        marker = f"{folder}/{temp_name(folder.rsplit('/', 1)[-1], 'staging')}"
+        with self.fs.open_output_stream(marker) as f:
+            f.write(b"")
+        return marker
+
+    def sweep_unfinished(self, root: str, commit_file: str) -> list[str]:
+        """Remove the folders under ``root`` that lack ``commit_file`` and
+        whose writers (their markers) are dead; a folder without a marker
+        (an older release's) goes once its newest object is stale."""
+        removed = []
+        for info in self.list_dir(root):
+            name = info.base_name
+            if info.type != pafs.FileType.Directory or name.startswith((".", "_")):
+                continue
+            if self.exists(f"{info.path}/{commit_file}"):
+                continue
+            sel = pafs.FileSelector(info.path, allow_not_found=True, recursive=True)
+            files = [i for i in self.fs.get_file_info(sel) if i.type == pafs.FileType.File]
+            markers = [
+                i
+                for i in files
+                if i.path.count("/") == info.path.count("/") + 1 and is_temporary(i.base_name)
+            ]
+            if markers:
+                dead = all(abandoned(m.base_name, _epoch(m), self.stale_after_s) for m in markers)
+            else:
+                times = [t for i in files if (t := _epoch(i)) is not None]
+                dead = bool(times) and time.time() - max(times) > self.stale_after_s
+            if dead:
+                self.fs.delete_dir(info.path)
+                log.info(
+                    "removed %s, an unfinished folder of a run that is no longer alive",
+                    self.display(info.path),
+                )
+                removed.append(info.path)
+        return removed
+
     def display(self, path: str) -> str:
         if self.is_local:
             return path
@@ -78,10 +129,11 @@ class Lake:
     def check_writable(self) -> None:
         """Fail early, before any table is touched, when the lake cannot take
         writes (missing bucket, read-only folder, wrong credentials)."""
-        probe = self.path(f"_probe-{uuid.uuid4().hex}")
+        probe = self.path(temp_name("probe"))
         try:
             if self.is_local:
                 Path(self.root).mkdir(parents=True, exist_ok=True)
+            self.sweep(self.root)
             with self.fs.open_output_stream(probe) as f:
                 f.write(b"ok")
             self.fs.delete_file(probe)
@@ -91,14 +143,18 @@ class Lake:
 
 def write_json_local(path: str | Path, obj: Any) -> None:
     """A JSON document on the local filesystem, atomically and durably:
-    written under a temporary name, fsynced, renamed over the target."""
+    written under a temporary name that carries the writer's identity (so that
+    the next run can tell a dead writer's leftover from a live one's file),
+    fsynced, renamed over the target."""
     data = json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
-    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-    Path(tmp).parent.mkdir(parents=True, exist_ok=True)
+    target = Path(path)
+    tmp = target.with_name(temp_name(target.name))
+    tmp.parent.mkdir(parents=True, exist_ok=True)
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+    failpoints.hit("json.before_replace", target.name)
     os.replace(tmp, path)
     fsync_dir(os.path.dirname(path))
 
@@ -115,6 +171,10 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def _epoch(info: pafs.FileInfo) -> float | None:
+    return info.mtime.timestamp() if info.mtime is not None else None
+
+
 def _short(e: BaseException) -> str:
     text = " ".join(str(e).split())
     return text[:300]
@@ -129,7 +189,9 @@ def open_lake(uri: str, cfg: LakeConfig | None = None) -> Lake:
     if parsed.scheme in ("", "file"):
         local = parsed.path if parsed.scheme == "file" else uri
         root = str(Path(local).expanduser().resolve())
-        return Lake(uri=uri, fs=pafs.LocalFileSystem(), root=root, is_local=True)
+        return Lake(
+            uri=uri, fs=pafs.LocalFileSystem(), root=root, is_local=True, stale_after_s=cfg.stale_after_s
+        )
     if parsed.scheme == "s3":
         bucket = parsed.netloc
         if not bucket:
@@ -157,7 +219,7 @@ def open_lake(uri: str, cfg: LakeConfig | None = None) -> Lake:
         if info.type == pafs.FileType.NotFound:
             raise LakeError(f"S3 bucket {bucket!r} of lake {uri} does not exist or is not visible")
         root = f"{bucket}/{parsed.path.strip('/')}".rstrip("/")
-        return Lake(uri=uri, fs=fs, root=root, is_local=False)
+        return Lake(uri=uri, fs=fs, root=root, is_local=False, stale_after_s=cfg.stale_after_s)
     raise ConfigError(
         f"unsupported lake URI scheme {parsed.scheme!r} in {uri!r}: use a folder or s3://bucket/prefix"
     )

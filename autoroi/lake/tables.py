@@ -8,17 +8,23 @@ the state lives in the manifest, data and state can never disagree after a
 crash.
 
 Local folder: ``<zone>/<table>`` is a symbolic link to
-``<zone>/_versions/<table>/v<NNNNNN>/``; a publish builds the new version
-beside the old (unchanged files hard-linked, not copied) and swaps the link
-with one ``rename``. A reader that resolves the link once (``os.path.realpath``,
-as ``TableStore.read`` does through the manifest) sees one whole version; older
+``<zone>/_versions/<table>/v<NNNNNN>-<writer>/``; a publish builds the new
+version beside the old (unchanged files hard-linked, not copied) and swaps the
+link with one ``rename`` of a temporary link ``<zone>/.<table>.<writer>-<r>.swap``.
+A reader that resolves the link once (``os.path.realpath``, as
+``TableStore.read`` does through the manifest) sees one whole version; older
 versions are kept (``keep_versions``) for such readers in flight. A reader that
 lists ``<zone>/<table>/`` and then opens each file through the link can, if a
 publish lands between the two, miss the files that publish replaced.
 
 S3: objects cannot be renamed as a group, so ``_manifest.json`` (one PUT,
 atomic) is the commit point: new files are written first, the manifest is
-switched, then files no longer referenced are deleted. Readers that go through
+switched, then files no longer referenced are deleted. New files are named
+``part-<version>-<seq>-<writer>-<r>.parquet``.
+
+Every temporary name carries its writer's identity (``autoroi.lake.leftovers``):
+the next writer of the table removes what dead runs left (staged versions,
+swap links, unreferenced files) and never what a live run is still writing. Readers that go through
 the manifest (``TableStore.read``) always see one version; a reader that lists
 the prefix can, during that short window, see new and old files together.
 """
@@ -44,12 +50,15 @@ import pyarrow.parquet as pq
 
 from autoroi.errors import LakeError
 from autoroi.lake import failpoints
+from autoroi.lake.leftovers import abandoned, owner, temp_name, writer_id, writer_state
 from autoroi.lake.storage import Lake, fsync_dir
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "_manifest.json"
-_VERSION_RE = re.compile(r"^v(\d{6,})$")
+_VERSION_RE = re.compile(r"^v(\d{6,})(?:-(w[0-9a-f]{8}p\d+s\d+))?$")
+# what the writers of this process are still building: version folders (local), files (S3)
+_in_progress: set[str] = set()
 
 
 @dataclass
@@ -70,6 +79,7 @@ class TableManifest:
     schema_b64: str
     created_at: str
     state: dict[str, Any] = field(default_factory=dict)
+    dir: str | None = None  # the version's folder under _versions/<table>/ (local lakes)
 
     @property
     def schema(self) -> pa.Schema:
@@ -90,6 +100,7 @@ class TableManifest:
             schema_b64=doc["schema_b64"],
             created_at=doc["created_at"],
             state=doc.get("state", {}),
+            dir=doc.get("dir"),
         )
 
 
@@ -117,7 +128,7 @@ class TableStore:
 
     def _data_dir(self, manifest: TableManifest) -> str:
         if self.lake.is_local:
-            return f"{self._versions}/v{manifest.version:06d}"
+            return f"{self._versions}/{manifest.dir or f'v{manifest.version:06d}'}"
         return self.path
 
     def file_path(self, manifest: TableManifest, name: str) -> str:
@@ -152,24 +163,38 @@ class TableStore:
         self._clean_leftovers(current)
         return TableWriter(self, current)
 
+    def _dead(self, name: str, path: str, mtime: float | None) -> bool:
+        """Whether nobody is writing ``path`` any more: its writer is dead, or
+        is this process with no writer of it open."""
+        if writer_state(owner(name)) == "self":
+            return path not in _in_progress
+        return abandoned(name, mtime, self.lake.stale_after_s)
+
     def _clean_leftovers(self, current: TableManifest | None) -> None:
-        """Remove what a crashed publish left behind: staged versions locally,
-        unreferenced files on S3."""
+        """Remove what crashed publishes left behind: staged versions and swap
+        links locally, unreferenced files on S3; what live runs are writing stays."""
+        self.lake.sweep(self.lake.path(self.zone))
         if self.lake.is_local:
             base = Path(self._versions)
             if not base.is_dir():
                 return
+            self.lake.sweep(str(base))
             cur = current.version if current else -1
             for child in base.iterdir():
                 m = _VERSION_RE.match(child.name)
-                if child.name.endswith(".tmp") or (m and int(m.group(1)) > cur):
+                if m is None or int(m.group(1)) <= cur:
+                    continue  # not ours, or a published version: _gc_local's business
+                if self._dead(child.name, str(child), _mtime(child)):
                     log.info("removing unpublished version %s of %s", child.name, self.table)
                     shutil.rmtree(child, ignore_errors=True)
         else:
             referenced = {f.name for f in current.files} if current else set()
             for info in self.lake.list_dir(self.path):
                 name = info.base_name
-                if name.endswith(".parquet") and name not in referenced:
+                if not name.endswith(".parquet") or name in referenced:
+                    continue
+                mtime = info.mtime.timestamp() if info.mtime is not None else None
+                if self._dead(name, info.path, mtime):
                     log.info("removing unreferenced file %s of %s", name, self.table)
                     self.lake.delete_file(info.path)
 
@@ -180,14 +205,25 @@ class TableStore:
             self._gc.join()
             self._gc = None
 
-    def _gc_local(self, current_version: int) -> None:
+    def _gc_local(self, current_version: int, current_dir: str) -> None:
+        """Keep the current version and the ``keep_versions - 1`` newest older
+        ones (for readers in flight); remove older versions, and versions no
+        longer being written that lost a race to the same number."""
         base = Path(self._versions)
-        versions = sorted(int(m.group(1)) for c in base.iterdir() if (m := _VERSION_RE.match(c.name)))
-        keep = {v for v in versions if v <= current_version}
-        keep = set(sorted(keep)[-self.keep_versions :])
-        for v in versions:
-            if v not in keep:
-                shutil.rmtree(base / f"v{v:06d}", ignore_errors=True)
+        older: list[tuple[int, Path]] = []
+        for child in base.iterdir():
+            m = _VERSION_RE.match(child.name)
+            if m is None or child.name == current_dir or int(m.group(1)) > current_version:
+                continue
+            if m.group(2) is not None and not self._dead(child.name, str(child), _mtime(child)):
+                continue  # a live run is still writing it (it lost the race to this number)
+            if int(m.group(1)) == current_version:
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                older.append((int(m.group(1)), child))
+        older.sort()
+        for _, child in older[: max(0, len(older) - (self.keep_versions - 1))]:
+            shutil.rmtree(child, ignore_errors=True)
 
 
 class TableWriter:
@@ -199,8 +235,10 @@ class TableWriter:
         self.entries: list[FileEntry] = []
         self._written: list[str] = []
         lake = store.lake
+        self.dir_name = f"v{self.version:06d}-{writer_id()}"
         if lake.is_local:
-            self.dir = f"{store._versions}/v{self.version:06d}"
+            self.dir = f"{store._versions}/{self.dir_name}"
+            _in_progress.add(self.dir)
             Path(self.dir).mkdir(parents=True, exist_ok=True)
         else:
             self.dir = store.path
@@ -209,7 +247,7 @@ class TableWriter:
 
     def _new_name(self) -> str:
         self._seq += 1
-        return f"part-{self.version:06d}-{self._seq:05d}-{uuid.uuid4().hex[:8]}.parquet"
+        return f"part-{self.version:06d}-{self._seq:05d}-{writer_id()}-{uuid.uuid4().hex[:6]}.parquet"
 
     def open_file(self, schema: pa.Schema, **options: Any) -> tuple[str, pq.ParquetWriter]:
         """A Parquet writer for one new file, for streaming writes
@@ -217,6 +255,8 @@ class TableWriter:
         name = self._new_name()
         path = f"{self.dir}/{name}"
         self._written.append(path)
+        if not self.store.lake.is_local:
+            _in_progress.add(path)
         sink = self.store.lake.fs.open_output_stream(path)
         self._sinks[name] = sink
         writer = pq.ParquetWriter(sink, schema, compression=self.store.compression, **options)
@@ -274,6 +314,7 @@ class TableWriter:
             schema_b64=encode_schema(schema),
             created_at=datetime.now(UTC).isoformat(),
             state=state or {},
+            dir=self.dir_name if self.store.lake.is_local else None,
         )
         lake = self.store.lake
         if lake.is_local:
@@ -287,30 +328,37 @@ class TableWriter:
             lake.write_json(f"{self.dir}/{MANIFEST}", manifest.to_json())
             failpoints.hit("publish.before_swap", self.store.table)
             link = Path(self.store.path)
-            tmp_link = link.with_name(f".{link.name}.{uuid.uuid4().hex[:8]}.swap")
-            os.symlink(os.path.relpath(self.dir, link.parent), tmp_link)
             if link.exists() and not link.is_symlink():
-                tmp_link.unlink()
                 raise LakeError(f"{link} is a folder, not a published table; move it away first")
+            tmp_link = link.with_name(temp_name(link.name, "swap"))
+            os.symlink(os.path.relpath(self.dir, link.parent), tmp_link)
+            failpoints.hit("publish.after_link", self.store.table)
             os.replace(tmp_link, link)
             fsync_dir(str(link.parent))
+            _in_progress.discard(self.dir)
             failpoints.hit("publish.after_swap", self.store.table)
             self.store.wait_gc()
             if background_gc:
                 gc = threading.Thread(
                     target=self.store._gc_local,
-                    args=(self.version,),
+                    args=(self.version, self.dir_name),
                     name=f"gc-{self.store.table}",
                     daemon=True,
                 )
                 gc.start()
                 self.store._gc = gc
             else:
-                self.store._gc_local(self.version)
+                self.store._gc_local(self.version, self.dir_name)
         else:
             failpoints.hit("publish.before_swap", self.store.table)
             lake.write_json(f"{self.store.path}/{MANIFEST}", manifest.to_json())
+            _in_progress.difference_update(self._written)
             failpoints.hit("publish.after_swap", self.store.table)
+            # the files the new version replaced are garbage whoever wrote them
+            kept = {e.name for e in self.entries}
+            for e in self.current.files if self.current else []:
+                if e.name not in kept:
+                    lake.delete_file(f"{self.store.path}/{e.name}")
             self.store._clean_leftovers(manifest)
         return manifest
 
@@ -319,9 +367,18 @@ class TableWriter:
         lake = self.store.lake
         if lake.is_local:
             shutil.rmtree(self.dir, ignore_errors=True)
+            _in_progress.discard(self.dir)
         else:
             for path in self._written:
                 lake.delete_file(path)
+            _in_progress.difference_update(self._written)
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.lstat().st_mtime
+    except FileNotFoundError:
+        return None
 
 
 def _fsync_file(path: str) -> None:

@@ -28,13 +28,14 @@ Kubernetes label value and DNS label (lower-case letters, digits, ``-``, under
 63 characters), so it can travel into KServe resources unchanged.
 
 **Atomic publish.** Locally the version is assembled in
-``models/roi/.staging-<version>-<random>/`` (metadata.json included) and renamed
-into place with one ``rename``: a crash leaves a staging folder, which listings
-skip (and a later registration removes when it is an hour old), never a
-half-written version. On S3 the artifact, ``evaluation.json`` and
-``report.html`` are written first and ``metadata.json`` last: it is the commit
-point, and a prefix without it is not a version (the objects a crash leaves
-there are not listed, and not removed either).
+``models/roi/.<version>.<writer>-<random>.staging/`` (metadata.json included)
+and renamed into place with one ``rename``: a crash leaves a staging folder,
+which listings skip, never a half-written version. On S3 a marker naming the
+writer goes first, then the artifact, ``evaluation.json`` and ``report.html``,
+and ``metadata.json`` last: it is the commit point, and a prefix without it is
+not a version. The next registration removes what dead writers left (staging
+folders, temporary files, S3 prefixes without ``metadata.json``), never what a
+live one is writing (``autoroi.lake.leftovers`` says how it tells).
 
 **Status changes** (:func:`set_status`) are validated against
 ``autoroi.registry.status.TRANSITIONS`` and written as one JSON write of
@@ -58,8 +59,6 @@ import math
 import os
 import re
 import shutil
-import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +68,7 @@ import pyarrow.fs as pafs
 
 from autoroi.errors import RegistryError, StatusTransitionError
 from autoroi.lake import failpoints
+from autoroi.lake.leftovers import temp_name
 from autoroi.lake.storage import Lake, fsync_dir
 from autoroi.registry import status as S
 
@@ -94,7 +94,6 @@ RESERVED_KEYS = frozenset(
     {"version", "model", "status", "status_history", "status_changed_at", "digest", "digest_algorithm"}
 )
 REQUIRED_KEYS = ("master_version", "metrics", "gate")
-STALE_STAGING_S = 3600.0
 _COPY_CHUNK = 8 << 20
 
 
@@ -462,7 +461,10 @@ def register_model(
     if lake.is_local:
         _publish_local(lake, src, names, doc, plain(evaluation), report_html, final)
     else:
+        lake.sweep_unfinished(registry_root(lake), METADATA_FILE)
+        marker = lake.mark_unfinished(final)
         _write_version(lake, src, names, doc, plain(evaluation), report_html, final)
+        lake.delete_file(marker)
     log.info("registered model version %s as %s (%s)", version, status, lake.display(final))
     return get_version(lake, version)
 
@@ -506,8 +508,8 @@ def _publish_local(
 ) -> None:
     root = registry_root(lake)
     Path(root).mkdir(parents=True, exist_ok=True)
-    _clean_stale_staging(root)
-    staging = f"{root}/.staging-{doc['version']}-{uuid.uuid4().hex[:8]}"
+    lake.sweep(root)
+    staging = f"{root}/{temp_name(doc['version'], 'staging')}"
     try:
         _write_version(lake, src, names, doc, evaluation, report_html, staging)
         fsync_dir(f"{staging}/{ARTIFACT_DIR}")
@@ -522,19 +524,6 @@ def _publish_local(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-
-
-def _clean_stale_staging(root: str) -> None:
-    """Remove staging folders of crashed registrations, once they are old
-    enough not to belong to a registration still running."""
-    cutoff = time.time() - STALE_STAGING_S
-    for child in Path(root).glob(".staging-*"):
-        try:
-            if child.stat().st_mtime < cutoff:
-                log.info("removing unfinished model version %s", child.name)
-                shutil.rmtree(child, ignore_errors=True)
-        except FileNotFoundError:
-            continue
 
 
 def _put_file(lake: Lake, src: Path, dest: str) -> None:
@@ -607,6 +596,7 @@ def set_status(
             f"model version {version} changed status concurrently (now {latest.get('status')}); try again"
         )
     failpoints.hit("registry.before_status_write")
+    lake.sweep(mv.path)
     lake.write_json(f"{mv.path}/{METADATA_FILE}", doc)
     log.info("model version %s: %s -> %s by %s", version, current, new_status, by)
     if new_status == S.DEPLOYED:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_replication_s3 import _assert_only_referenced_objects, _assert_s3_lake_equals, _cfg
 from test_replication_support import (
     FAILPOINT_EXIT,
     REPO,
@@ -39,8 +40,10 @@ from test_replication_support import (
 )
 
 from autoroi.lake import TableStore, open_lake
+from autoroi.lake.leftovers import is_temporary
 from autoroi.replication import replicate_tables
 from autoroi.source import schema
+from tests.leftovers_support import temporaries, version_numbers
 
 TABLES = sorted(schema.TABLE_ORDER)
 SEED = 5
@@ -78,18 +81,21 @@ def visible_versions(lake: Path, snapshots: list[Snapshot]) -> dict[str, int | N
 
 
 def assert_no_leftovers(lake: Path) -> None:
-    """After a successful run, nothing staged by the crashed run is left."""
+    """After a successful run, nothing staged by the crashed run is left: no
+    temporary anywhere (swap links, ``*.tmp``, staging folders), no version
+    newer than the published one, no stray file in the published one."""
     lake_obj = open_lake(str(lake))
     for t in TABLES:
         manifest = TableStore(lake_obj, "raw", t).manifest()
         assert manifest is not None, t
         vdir = lake / "raw" / "_versions" / t
-        names = sorted(p.name for p in vdir.iterdir())
-        assert all(n.startswith("v") and int(n[1:]) <= manifest.version for n in names), (t, names)
-        current = vdir / f"v{manifest.version:06d}"
+        numbers = version_numbers(vdir)
+        assert all(n <= manifest.version for n in numbers), (t, numbers)
+        current = Path(os.path.realpath(lake / "raw" / t))
+        assert current.parent == vdir.resolve(), (t, current)
         on_disk = sorted(p.name for p in current.iterdir() if p.suffix == ".parquet")
         assert on_disk == sorted(f.name for f in manifest.files), t
-    assert not [p.name for p in (lake / "raw").iterdir() if p.name.endswith((".swap", ".tmp"))]
+    assert temporaries(lake) == []
 
 
 def test_crash_mid_table_during_first_full_load(source_url: str, tmp_path: Path) -> None:
@@ -223,3 +229,80 @@ def test_sigkill_at_random_moments_never_exposes_a_partial_table(tmp_path: Path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert_lake_equals(snapshots[-1], lake)
     assert_no_leftovers(lake)
+
+
+# every window of a publish, in the order a run reaches them (``--full-refresh`` rewrites
+# every table, so each run reaches each point of sales)
+LOCAL_WINDOWS = [
+    "extract.batch:sales@2",  # a staged version folder with data, no manifest
+    "json.before_replace:_manifest.json",  # the first table's manifest still under its temporary name
+    "publish.before_swap:sales",  # a complete staged version nothing points to
+    "publish.after_link:sales",  # the temporary swap link made, the table link not yet replaced
+    "publish.after_swap:sales",  # published; older versions not yet collected
+]
+S3_WINDOWS = ["extract.batch:sales@2", "publish.before_swap:sales", "publish.after_swap:sales"]
+
+
+def _assert_left_behind(lake: Path, point: str) -> None:
+    """The kill did leave what its window predicts, for the clean run to find."""
+    manifest = TableStore(open_lake(str(lake)), "raw", "sales").manifest()
+    assert manifest is not None
+    numbers = version_numbers(lake / "raw" / "_versions" / "sales")
+    left = temporaries(lake)
+    if point.startswith(("extract.batch", "publish.before_swap")):
+        assert max(numbers) > manifest.version, (point, numbers, manifest.version)
+    elif point.startswith("json.before_replace"):
+        assert any(p.endswith(".tmp") and "_manifest.json" in p for p in left), (point, left)
+    elif point.startswith("publish.after_link"):
+        assert any(p.startswith("raw/.sales.") and p.endswith(".swap") for p in left), (point, left)
+    else:  # after the swap, before the old versions are collected
+        assert len(numbers) > 2, (point, numbers)
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("lake_kind", ["local", pytest.param("s3", marks=pytest.mark.s3)])
+def test_a_kill_in_each_window_then_a_clean_run_leaves_no_leftover(
+    source_url: str, lake_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A fail point kills ``autoroi replicate`` on purpose in each window of a
+    publish (the source changed before each); the clean run after it brings the
+    lake level with the source and leaves nothing of the killed run behind."""
+    generate(source_url, seed=SEED, sales_rows=3_000)
+    if lake_kind == "s3":
+        s3_lake = request.getfixturevalue("s3_lake")
+        cfg = _cfg(s3_lake, file_rows=1_000, batch_rows=1_000)
+        lake_uri = s3_lake.uri
+        cfg_file = tmp_path / "cfg.yaml"
+        cfg_file.write_text(
+            f"lake: {{s3_endpoint_url: '{s3_lake.endpoint_url}'}}\n"
+            "replication: {file_rows: 1000, batch_rows: 1000}\n"
+        )
+        windows = S3_WINDOWS
+    else:
+        lake = tmp_path / "lake"
+        lake_uri = str(lake)
+        cfg_file = write_config(tmp_path / "cfg.yaml", file_rows=1_000, batch_rows=1_000)
+        windows = LOCAL_WINDOWS
+    args = ("replicate", "--config", str(cfg_file), "--source-url", source_url, "--lake", lake_uri)
+    done = run_cli(*args)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    for point in windows:
+        mutate(source_url, seed=SEED)
+        killed = run_cli(*args, "--full-refresh", env=cli_env(AUTOROI_FAILPOINT=point))
+        assert killed.returncode == FAILPOINT_EXIT, (point, killed.stderr[-2000:])
+        if lake_kind == "local":
+            _assert_left_behind(lake, point)
+        done = run_cli(*args)
+        assert done.returncode == 0, (point, done.stderr[-2000:])
+        expected = source_snapshot(source_url)
+        if lake_kind == "s3":
+            _assert_s3_lake_equals(expected, s3_lake, cfg)
+            _assert_only_referenced_objects(s3_lake, cfg)
+            strays = [
+                k for k in s3_lake.list_keys(f"{s3_lake.prefix}/") if is_temporary(k.rsplit("/", 1)[-1])
+            ]
+            assert strays == [], (point, strays)
+        else:
+            assert_lake_equals(expected, lake)
+            assert_no_leftovers(lake)

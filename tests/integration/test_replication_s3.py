@@ -77,9 +77,11 @@ def _assert_only_referenced_objects(s3_lake: Any, cfg: AutoroiConfig) -> None:
         assert parquet == {f.name for f in manifest.files}, (t, sorted(parquet))
         assert keys - parquet == {"_manifest.json"}, (t, sorted(keys - parquet))
     # the writability probe was removed; besides the tables only empty folder
-    # markers (keys ending in "/", which S3 clients create) sit in the lake
+    # markers (keys ending in "/", which S3 clients create) and the replication
+    # slot's bookkeeping (PostgreSQL sources) sit in the lake
     root = [k for k in s3_lake.list_keys(f"{s3_lake.prefix}/") if not k.endswith("/")]
-    assert all(k.startswith(f"{s3_lake.prefix}/raw/") for k in root), sorted(root)[:5]
+    allowed = (f"{s3_lake.prefix}/raw/", f"{s3_lake.prefix}/_replication/")
+    assert all(k.startswith(allowed) for k in root), sorted(root)[:5]
 
 
 def _etags(s3_lake: Any) -> dict[str, str]:

@@ -4,6 +4,7 @@ leftovers, garbage collection, and the errors it raises."""
 from __future__ import annotations
 
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from autoroi.errors import LakeError
 from autoroi.lake import TableStore, open_lake
 from autoroi.lake.tables import MANIFEST, TableManifest
+from tests.leftovers_support import dead_writer_id, live_writer, temporaries, version_numbers
 
 SCHEMA = pa.schema([("id", pa.int64()), ("v", pa.int64())])
 
@@ -54,7 +56,7 @@ def test_commit_publishes_a_version_through_a_symlink(tmp_path: Path) -> None:
     m1 = _publish(store, _rows(1), files=3, state={"watermark": "w1"})
     link = tmp_path / "raw" / "t"
     assert link.is_symlink()
-    assert os.readlink(link) == os.path.join("_versions", "t", "v000001")
+    assert re.fullmatch(r"_versions/t/v000001-w[0-9a-f]{8}p\d+s\d+", os.readlink(link))
     assert m1.version == 1 and m1.rows == 100 and len(m1.files) == 3
     assert _reader_view(tmp_path).sort_by("id").equals(_rows(1))
     assert store.read().sort_by("id").equals(_rows(1))
@@ -66,7 +68,7 @@ def test_commit_publishes_a_version_through_a_symlink(tmp_path: Path) -> None:
 
     m2 = _publish(store, _rows(2, 50))
     assert m2.version == 2
-    assert os.readlink(link) == os.path.join("_versions", "t", "v000002")
+    assert re.fullmatch(r"_versions/t/v000002-w[0-9a-f]{8}p\d+s\d+", os.readlink(link))
     assert _reader_view(tmp_path).sort_by("id").equals(_rows(2, 50))
     # the older version is still complete for readers in flight
     assert store.read(m1).sort_by("id").equals(_rows(1))
@@ -156,19 +158,32 @@ def test_leftovers_of_a_crashed_publish_are_removed_at_the_next_begin(tmp_path: 
     store = _store(tmp_path)
     _publish(store, _rows(1))
     vdir = tmp_path / "raw" / "_versions" / "t"
+    dead = dead_writer_id()
     # a writer that died after writing data (no commit, no abort) ...
-    crashed = store.begin()
-    crashed.write_table(_rows(2), key="id")
-    # ... and one that died after writing its manifest, just before the swap
-    half = vdir / "v000003"
+    crashed = vdir / f"v000002-{dead}"
+    crashed.mkdir()
+    (crashed / f"part-000002-00001-{dead}-abcdef.parquet").write_bytes(b"partial")
+    # ... one that died after writing its manifest, just after making its swap link
+    half = vdir / f"v000003-{dead}"
     half.mkdir()
-    (half / "part-000003-00001-deadbeef.parquet").write_bytes(b"partial")
     (half / MANIFEST).write_text("{}")
-    (vdir / "v000004.tmp").mkdir()
+    (half / f".{MANIFEST}.{dead}-abcdef.tmp").write_text("{")
+    os.symlink(os.path.relpath(half, tmp_path / "raw"), tmp_path / "raw" / f".t.{dead}-abcdef.swap")
     assert _reader_view(tmp_path).equals(_rows(1))
 
-    writer = store.begin()
-    assert sorted(p.name for p in vdir.iterdir()) == ["v000001", "v000002"]
+    with live_writer() as alive:
+        # a run still writing is left alone
+        busy = vdir / f"v000002-{alive}"
+        busy.mkdir()
+        busy_link = tmp_path / "raw" / f".t.{alive}-abcdef.swap"
+        os.symlink(os.path.relpath(busy, tmp_path / "raw"), busy_link)
+        writer = store.begin()
+        assert version_numbers(vdir) == [1, 2, 2]
+        assert busy.is_dir() and os.path.lexists(busy_link)
+        assert temporaries(tmp_path / "raw") == [busy_link.name]
+    writer.abort()
+    writer = store.begin()  # the writer that was alive is gone now
+    assert version_numbers(vdir) == [1, 2] and temporaries(tmp_path) == []
     assert writer.version == 2 and not list(Path(writer.dir).iterdir())
     writer.write_table(_rows(5), key="id")
     writer.commit(SCHEMA)
@@ -182,8 +197,7 @@ def test_old_versions_are_garbage_collected(tmp_path: Path, keep: int) -> None:
     for v in range(1, 6):
         _publish(store, _rows(v))
     vdir = tmp_path / "raw" / "_versions" / "t"
-    remaining = sorted(p.name for p in vdir.iterdir())
-    assert remaining == [f"v{v:06d}" for v in range(6 - keep, 6)]
+    assert version_numbers(vdir) == list(range(6 - keep, 6))
     assert _reader_view(tmp_path).equals(_rows(5))
 
 
@@ -262,7 +276,7 @@ def test_background_gc_removes_old_versions_after_the_publish(tmp_path: Path) ->
     assert _reader_view(tmp_path).sort_by("id").equals(_rows(4))
     store.wait_gc()
     vdir = tmp_path / "raw" / "_versions" / "t"
-    assert sorted(p.name for p in vdir.iterdir()) == ["v000003", "v000004"]
+    assert version_numbers(vdir) == [3, 4]
     store.wait_gc()  # nothing left to wait for
 
 
@@ -272,10 +286,10 @@ def test_begin_waits_for_a_background_gc(tmp_path: Path, monkeypatch: pytest.Mon
     started, release = threading.Event(), threading.Event()
     real_gc = store._gc_local
 
-    def slow_gc(current_version: int) -> None:
+    def slow_gc(current_version: int, current_dir: str) -> None:
         started.set()
         release.wait(5)
-        real_gc(current_version)
+        real_gc(current_version, current_dir)
 
     monkeypatch.setattr(store, "_gc_local", slow_gc)
     writer = store.begin()
@@ -295,7 +309,7 @@ def test_begin_waits_for_a_background_gc(tmp_path: Path, monkeypatch: pytest.Mon
     t.join(5)
     assert done.is_set()
     vdir = tmp_path / "raw" / "_versions" / "t"
-    assert sorted(p.name for p in vdir.iterdir()) == ["v000002"]
+    assert version_numbers(vdir) == [2]
     assert _reader_view(tmp_path).sort_by("id").equals(_rows(2))
 
 
@@ -306,14 +320,14 @@ def test_old_versions_left_by_an_interrupted_background_gc_go_at_the_next_commit
     are invisible to readers and removed by the next commit."""
     store = _store(tmp_path, keep_versions=1)
     _publish(store, _rows(1))
-    monkeypatch.setattr(store, "_gc_local", lambda current_version: None)  # the thread never ran
+    monkeypatch.setattr(store, "_gc_local", lambda current_version, current_dir: None)  # the thread never ran
     writer = store.begin()
     writer.write_table(_rows(2), key="id")
     writer.commit(SCHEMA, background_gc=True)
     store.wait_gc()
     vdir = tmp_path / "raw" / "_versions" / "t"
-    assert sorted(p.name for p in vdir.iterdir()) == ["v000001", "v000002"]
+    assert version_numbers(vdir) == [1, 2]
     assert _reader_view(tmp_path).sort_by("id").equals(_rows(2))
     fresh = _store(tmp_path, keep_versions=1)  # the next run
     _publish(fresh, _rows(3))
-    assert sorted(p.name for p in vdir.iterdir()) == ["v000003"]
+    assert version_numbers(vdir) == [3]

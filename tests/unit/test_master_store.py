@@ -74,7 +74,7 @@ MasterStore(open_lake({lake!r})).publish(master_table(units={units}), {{}})
 """
 
 
-@pytest.mark.parametrize("point", ["master.before_rename", "master.before_latest"])
+@pytest.mark.parametrize("point", ["master.before_manifest", "master.before_latest"])
 def test_crash_during_publish_leaves_latest_on_the_old_version(tmp_path: Path, point: str):
     lake = str(tmp_path / "lake")
     store = MasterStore(open_lake(lake))
@@ -90,7 +90,7 @@ def test_crash_during_publish_leaves_latest_on_the_old_version(tmp_path: Path, p
     assert proc.returncode == EXIT_CODE, proc.stderr[-2000:]
     assert store.latest()["version"] == old.version
     assert store.read().num_rows == 24
-    if point == "master.before_rename":  # the half-built version is not a version
+    if point == "master.before_manifest":  # the half-built version is not a version
         assert [m["version"] for m in store.versions()] == [old.version]
 
     # the re-run completes the publish and cleans what the crash left

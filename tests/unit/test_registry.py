@@ -33,6 +33,7 @@ from autoroi.registry import (
     verify_digest,
 )
 from autoroi.registry import store as registry_store
+from tests.leftovers_support import dead_writer_id, live_writer, temporaries
 
 ROOT = Path(__file__).parents[2]
 T0 = dt.datetime(2026, 3, 2, 9, 30, 15, tzinfo=dt.UTC)
@@ -398,21 +399,27 @@ def test_crash_before_the_commit_leaves_no_version_locally(tmp_path: Path, point
     lake = open_lake(uri)
     assert list_versions(lake) == []
     assert production_version(lake) is None
-    assert list((tmp_path / "lake" / "models" / "roi").glob(".staging-*"))  # what the crash left, hidden
+    assert list((tmp_path / "lake" / "models" / "roi").glob(".*.staging"))  # what the crash left, hidden
     mv = register_model(lake, art, metadata(), {}, "<html></html>", "pending_approval")
     assert [v.version for v in list_versions(lake)] == [mv.version]
     assert verify_digest(lake, mv.version).ok
+    assert temporaries(tmp_path / "lake") == []  # the next registration removed it
 
 
-def test_stale_staging_folders_are_removed(lake: Lake, tmp_path: Path):
+def test_staging_folders_of_dead_registrations_are_removed(lake: Lake, tmp_path: Path):
     root = tmp_path / "lake" / "models" / "roi"
+    dead = root / f".v1.{dead_writer_id()}-abcdef.staging"
+    # an older release's names carry no writer: their age decides
     old, fresh = root / ".staging-old", root / ".staging-fresh"
-    for d in (old, fresh):
-        d.mkdir(parents=True)
-    past = os.stat(old).st_mtime - 2 * registry_store.STALE_STAGING_S
-    os.utime(old, (past, past))
-    register(lake, tmp_path)
-    assert not old.exists() and fresh.exists()  # a fresh one may be a registration in progress
+    with live_writer() as alive:
+        busy = root / f".v2.{alive}-abcdef.staging"
+        for d in (dead, old, fresh, busy):
+            d.mkdir(parents=True)
+        past = os.stat(old).st_mtime - 2 * lake.stale_after_s
+        os.utime(old, (past, past))
+        register(lake, tmp_path)
+        assert not dead.exists() and not old.exists()
+        assert fresh.exists() and busy.exists()  # a registration that may be in progress, one that is
 
 
 # --------------------------------------------------------------------------- S3 (moto server mode)
