@@ -463,6 +463,7 @@ class LogicalCapture:
         for name, (version, runs) in self._done.items():
             tables[name] = {"version": version, "lsn": lsn_str(self.cut), "runs": runs}
             held.append(self.cut)
+        self.lake.sweep(self._state_path.rsplit("/", 1)[0])
         self.lake.write_json(self._state_path, {"slot": self.slot, "plugin": self.plugin, "tables": tables})
         target = min(held, default=self.cut)
         failpoints.hit("replicate.before_slot_advance")

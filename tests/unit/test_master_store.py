@@ -2,6 +2,7 @@
 only on change and only after the version is complete."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,10 @@ import pytest
 
 from autoroi.config import LakeConfig
 from autoroi.lake.failpoints import EXIT_CODE
+from autoroi.lake.leftovers import is_temporary
 from autoroi.lake.master import MasterStore, content_version
 from autoroi.lake.storage import open_lake
+from tests.leftovers_support import temporaries
 from tests.master_tables import master_table
 
 
@@ -70,16 +73,20 @@ from autoroi.lake.master import MasterStore
 from autoroi.lake.storage import open_lake
 sys.path.insert(0, {root!r})
 from tests.master_tables import master_table
-MasterStore(open_lake({lake!r})).publish(master_table(units={units}), {{}})
+from autoroi.config import LakeConfig
+lake = open_lake({lake!r}, LakeConfig(s3_endpoint_url={endpoint!r}))
+MasterStore(lake).publish(master_table(units={units}), {{}})
 """
 
 
-@pytest.mark.parametrize("point", ["master.before_manifest", "master.before_latest"])
+@pytest.mark.parametrize(
+    "point", ["master.before_manifest", "json.before_replace:latest", "master.before_latest"]
+)
 def test_crash_during_publish_leaves_latest_on_the_old_version(tmp_path: Path, point: str):
     lake = str(tmp_path / "lake")
     store = MasterStore(open_lake(lake))
     old = store.publish(master_table(), {})
-    code = _CRASH.format(root=str(Path(__file__).parents[2]), lake=lake, units=50)
+    code = _CRASH.format(root=str(Path(__file__).parents[2]), lake=lake, units=50, endpoint=None)
     proc = subprocess.run(
         [sys.executable, "-c", code],
         env={"AUTOROI_FAILPOINT": point, "PATH": "/usr/bin:/bin"},
@@ -96,7 +103,7 @@ def test_crash_during_publish_leaves_latest_on_the_old_version(tmp_path: Path, p
     # the re-run completes the publish and cleans what the crash left
     done = store.publish(master_table(units=50), {})
     assert done.changed and store.latest()["version"] == done.version
-    assert not list((tmp_path / "lake" / "master").glob(".staging-*"))
+    assert temporaries(tmp_path / "lake") == []
     assert json.loads((tmp_path / "lake" / "master" / "latest").read_text())["version"] == done.version
 
 
@@ -111,3 +118,24 @@ def test_publish_on_s3_emulator(s3_lake):
     keys = s3_lake.list_keys()
     assert any(k.endswith(f"master/{first.version}/manifest.json") for k in keys)
     assert any(k.endswith("master/latest") for k in keys)
+
+
+@pytest.mark.s3
+def test_a_crash_before_the_manifest_on_s3_is_cleaned_by_the_next_publish(s3_lake):
+    cfg = LakeConfig(s3_endpoint_url=s3_lake.endpoint_url)
+    store = MasterStore(open_lake(s3_lake.uri, cfg))
+    old = store.publish(master_table(), {})
+    code = _CRASH.format(
+        root=str(Path(__file__).parents[2]), lake=s3_lake.uri, units=50, endpoint=s3_lake.endpoint_url
+    )
+    env = {**os.environ, "AUTOROI_FAILPOINT": "master.before_manifest"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == EXIT_CODE, proc.stderr[-2000:]
+    names = {k.split("/")[2] for k in s3_lake.list_keys("lake/master/") if not k.endswith("/")}
+    assert len(names - {old.version, "latest"}) == 1  # the unfinished version: data and its writer's marker
+    assert [m["version"] for m in store.versions()] == [old.version]
+
+    done = store.publish(master_table(units=60), {})  # other data: the crashed prefix is not rewritten
+    keys = [k for k in s3_lake.list_keys("lake/master/") if not k.endswith("/")]
+    assert {k.split("/")[2] for k in keys} == {old.version, done.version, "latest"}, sorted(keys)
+    assert not [k for k in keys if is_temporary(k.rsplit("/", 1)[-1])]

@@ -17,6 +17,7 @@ import pytest
 from autoroi.config import LakeConfig
 from autoroi.errors import RegistryError, StatusTransitionError
 from autoroi.lake.failpoints import EXIT_CODE
+from autoroi.lake.leftovers import is_temporary
 from autoroi.lake.storage import Lake, open_lake
 from autoroi.registry import (
     STATUSES,
@@ -365,7 +366,7 @@ def test_an_artifact_changing_during_the_copy_is_refused(
     with pytest.raises(RegistryError, match="did the artifact folder change"):
         register(lake, tmp_path)
     assert list_versions(lake) == []
-    assert not list((tmp_path / "lake" / "models" / "roi").glob(".staging-*"))  # cleaned up
+    assert temporaries(tmp_path / "lake") == []  # cleaned up
 
 
 # --------------------------------------------------------------------------- crash atomicity
@@ -468,3 +469,7 @@ def test_crash_before_the_commit_leaves_no_version_on_s3(s3_lake: Any, tmp_path:
     mv = register_model(lake, art, metadata(), {}, "<html></html>", "pending_approval")
     assert [v.version for v in list_versions(lake)] == [mv.version]
     assert verify_digest(lake, mv.version).ok
+    # the next registration removed the crashed one's objects (its writer is dead)
+    keys = [k for k in s3_lake.list_keys("lake/models/roi/") if not k.endswith("/")]
+    assert {k.split("/")[3] for k in keys} == {mv.version}, sorted(keys)
+    assert not [k for k in keys if is_temporary(k.rsplit("/", 1)[-1])]
