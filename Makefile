@@ -26,7 +26,7 @@ PG_PACKAGES  ?= postgresql-15 postgresql
 CHROMIUM_PACKAGE ?= chromium
 CHROMEDRIVER_PACKAGE ?= chromium-driver
 
-.PHONY: help venv system-deps test lint format demo bench scan manifests clean
+.PHONY: help venv system-deps test lint format demo bench scan manifests clean soak
 
 help: ## Show this list of targets
 	@echo "Usage: make <target> [PYTEST_ARGS=...]"
@@ -122,3 +122,22 @@ clean: ## Remove var/, build outputs and caches (keeps .venv and .tools)
 	rm -rf var/ build/ dist/ local_outputs/ .pytest_cache/ .ruff_cache/ .mypy_cache/
 	find . -path ./.venv -prune -o -path ./.tools -prune -o -path ./.git -prune -o \
 		\( -name __pycache__ -o -name '*.egg-info' \) -type d -print0 | xargs -0 rm -rf
+
+SOAK_RUNS  ?= 10
+SOAK_TESTS ?= tests/integration/test_replication_*.py
+SOAK_HOG   ?= 1
+
+soak: venv system-deps ## Run SOAK_TESTS SOAK_RUNS times beside a CPU hog on SOAK_HOG cores (stress-ng); wall time per run
+	@command -v stress-ng >/dev/null 2>&1 || { echo "soak: apt-get install stress-ng"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends stress-ng </dev/null; }
+	@mkdir -p var; stress-ng --cpu $(SOAK_HOG) --timeout 6h --quiet & hog=$$!; \
+	trap 'kill $$hog 2>/dev/null; wait $$hog 2>/dev/null' EXIT; \
+	failed=0; \
+	for i in $$(seq 1 $(SOAK_RUNS)); do \
+		start=$$(date +%s.%N); rc=0; \
+		$(VENV)/bin/pytest -q -p no:cacheprovider -m "not e2e" $(SOAK_TESTS) $(PYTEST_ARGS) > var/soak-$$i.log 2>&1 || rc=$$?; \
+		end=$$(date +%s.%N); \
+		printf 'soak run %2d: rc=%d  %6.1f s  %s\n' $$i $$rc $$(awk "BEGIN {print $$end - $$start}") "$$(tail -n 1 var/soak-$$i.log)"; \
+		[ $$rc = 0 ] || failed=$$((failed + 1)); \
+	done; \
+	echo "soak: $$failed of $(SOAK_RUNS) runs failed (logs in var/soak-*.log)"; [ $$failed = 0 ]

@@ -49,11 +49,12 @@ def test_postgres_server_runs_as_non_root(postgres_server: Any) -> None:
     with postgres_server.connect() as conn:
         data_dir = Path(conn.execute("SELECT current_setting('data_directory')").fetchone()[0])
         backend_pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        postmaster_pid = int((data_dir / "postmaster.pid").read_text().splitlines()[0])
+        # while the connection is open: its backend process exits when it closes
+        for pid in (postmaster_pid, backend_pid):
+            assert psutil.Process(pid).uids().effective != 0
     assert data_dir == postgres_server.data_dir
     assert data_dir.stat().st_uid != 0
-    postmaster_pid = int((data_dir / "postmaster.pid").read_text().splitlines()[0])
-    for pid in (postmaster_pid, backend_pid):
-        assert psutil.Process(pid).uids().effective != 0
     if os.geteuid() == 0:
         assert postgres_server.os_user in ("postgres", "nobody")
 
