@@ -48,7 +48,9 @@ KEY_METRICS = (
     ("mae", "units MAE"),
     ("roi_mae", "ROI MAE"),
     ("roi_spearman", "ROI Spearman"),
-    ("roi_sign_agreement", "ROI sign agreement"),
+    ("roi_bias", "ROI mean bias"),
+    ("roi_balanced_accuracy", "pays back: balanced accuracy"),
+    ("roi_auc", "pays back: AUC"),
 )
 _BODY_SNIPPET = 200
 

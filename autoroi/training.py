@@ -205,7 +205,7 @@ def gate_markdown(gate: Mapping[str, Any], metrics: Mapping[str, Mapping[str, An
     lines = [head, "", "| check | result | detail |", "| --- | --- | --- |"]
     for c in gate.get("checks") or []:
         lines.append(f"| {c['name']} | {'pass' if c['passed'] else 'FAIL'} | {c['detail']} |")
-    cols = ["wape", "mae", "rmse", "roi_mae", "roi_spearman", "roi_sign_agreement"]
+    cols = ["wape", "mae", "rmse", "roi_mae", "roi_bias", "roi_spearman", "roi_balanced_accuracy", "roi_auc"]
     lines += ["", "| model | " + " | ".join(cols) + " |", "| --- |" + " --- |" * len(cols)]
     for name, m in metrics.items():
         cells = [f"{m[c]:.4g}" if isinstance(m.get(c), int | float) else "—" for c in cols]

@@ -454,7 +454,7 @@ def render(info: dict[str, Any], inputs: dict[str, Any], res: dict[str, Any], v:
                 _f(ratio, ".2f") + "x" if ratio is not None else "n/a",
                 _f(r.get("roi_mae")),
                 _f(r.get("roi_spearman")),
-                _f(r.get("roi_sign_agreement")),
+                _f(r.get("roi_balanced_accuracy")),
                 verdict,
             ]
         )
@@ -468,7 +468,7 @@ def render(info: dict[str, Any], inputs: dict[str, Any], res: dict[str, Any], v:
                 "/ oracle",
                 "ROI MAE",
                 "ROI Spearman",
-                "sign agree",
+                "pays back BA",
                 "verdict",
             ],
             rows,

@@ -16,7 +16,7 @@ KEY_METRICS = (
     ("wape", "WAPE"),
     ("roi_mae", "ROI MAE"),
     ("roi_spearman", "ROI Spearman"),
-    ("roi_sign_agreement", "ROI sign"),
+    ("roi_balanced_accuracy", "pays back BA"),
 )
 STATUS_STYLE = {
     "pending_approval": "yellow",

@@ -238,7 +238,17 @@ def fixed_model_trainer(model: UnitsModel) -> Trainer:
 
 def summary_table(result: BacktestResult) -> pd.DataFrame:
     """Models as rows, the headline metrics as columns (and the oracle)."""
-    cols = ["wape", "mae", "rmse", "roi_mae", "roi_spearman", "roi_sign_agreement", "wape_truth_cells"]
+    cols = [
+        "wape",
+        "mae",
+        "rmse",
+        "roi_mae",
+        "roi_bias",
+        "roi_spearman",
+        "roi_balanced_accuracy",
+        "roi_auc",
+        "wape_truth_cells",
+    ]
     rows = {name: {c: m.get(c, math.nan) for c in cols} for name, m in result.metrics.items()}
     if result.oracle:
         rows["oracle"] = {c: math.nan for c in cols} | {"wape_truth_cells": result.oracle["wape"]}

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import spearmanr
+from scipy.stats import rankdata, spearmanr
 
 
 def units_metrics(actual: npt.ArrayLike, predicted: npt.ArrayLike) -> dict[str, float]:
@@ -26,24 +26,58 @@ def units_metrics(actual: npt.ArrayLike, predicted: npt.ArrayLike) -> dict[str, 
 
 
 def roi_metrics(true_roi: npt.ArrayLike, predicted_roi: npt.ArrayLike) -> dict[str, float]:
-    """ROI MAE, Spearman rank correlation and sign agreement (does the program
-    pay back, ROI > 0, or not) over cells where both are defined."""
+    """ROI quality over cells where both are defined: MAE, mean bias
+    (predicted - true), Spearman rank correlation, and the decision "does it
+    pay back" (ROI > 0) as balanced accuracy and AUC.
+
+    Why not the share of agreeing signs: where most cells lose money, the
+    constant "never pays back" scores as high as it gets. Balanced accuracy
+    (the mean of the hit rates on paying and on losing cells) scores any
+    constant 0.5, and AUC asks whether paying cells rank above losing ones;
+    both are NaN when the cells are all of one kind. ``roi_sign_agreement``
+    stays in the numbers for the versions that reported it."""
     t = np.asarray(true_roi, dtype=np.float64)
     p = np.asarray(predicted_roi, dtype=np.float64)
     ok = np.isfinite(t) & np.isfinite(p)
     t, p = t[ok], p[ok]
     if len(t) == 0:
-        return {
-            "roi_mae": math.nan,
-            "roi_spearman": math.nan,
-            "roi_sign_agreement": math.nan,
-            "roi_cells": 0.0,
-        }
+        return dict.fromkeys(
+            ("roi_mae", "roi_bias", "roi_spearman", "roi_balanced_accuracy", "roi_auc", "roi_sign_agreement"),
+            math.nan,
+        ) | {"roi_cells": 0.0}
     # a constant prediction ranks nothing: no correlation
     rho = float(spearmanr(t, p).statistic) if np.ptp(t) > 0 and np.ptp(p) > 0 else math.nan
+    pays = t > 0
     return {
         "roi_mae": float(np.abs(p - t).mean()),
+        "roi_bias": float((p - t).mean()),
         "roi_spearman": rho,
-        "roi_sign_agreement": float(((p > 0) == (t > 0)).mean()),
+        "roi_balanced_accuracy": balanced_accuracy(pays, p > 0),
+        "roi_auc": auc(pays, p),
+        "roi_sign_agreement": float(((p > 0) == pays).mean()),
         "roi_cells": float(len(t)),
     }
+
+
+def balanced_accuracy(actual: npt.ArrayLike, predicted: npt.ArrayLike) -> float:
+    """Mean of the hit rates on the positive and on the negative cases; NaN
+    without both."""
+    a = np.asarray(actual, dtype=bool)
+    p = np.asarray(predicted, dtype=bool)
+    if a.all() or not a.any():
+        return math.nan
+    return float(((p[a]).mean() + (~p[~a]).mean()) / 2)
+
+
+def auc(actual: npt.ArrayLike, score: npt.ArrayLike) -> float:
+    """Area under the ROC curve: the probability that a positive case scores
+    above a negative one (ties count half), from the rank sum (Mann-Whitney U);
+    NaN without both kinds of case."""
+    a = np.asarray(actual, dtype=bool)
+    s = np.asarray(score, dtype=np.float64)
+    n_pos, n_neg = int(a.sum()), int((~a).sum())
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    ranks = rankdata(s)
+    u = ranks[a].sum() - n_pos * (n_pos + 1) / 2
+    return float(u / (n_pos * n_neg))

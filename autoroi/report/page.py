@@ -18,8 +18,8 @@ Inputs (plain data, so the page can be rendered and tested without training;
     (``BacktestResult.metrics``). ``"candidate"`` is the version under review,
     ``"production"`` the deployed model (when there is one); every other key is
     a baseline (``seasonal_naive``, ``poisson_glm``, ``hist_gbm``). Metrics used:
-    ``wape``, ``mae``, ``rmse``, ``roi_mae``, ``roi_spearman``,
-    ``roi_sign_agreement``, ``wape_truth_cells``; missing ones show as "—".
+    ``wape``, ``mae``, ``rmse``, ``roi_mae``, ``roi_spearman``, ``roi_bias``,
+    ``roi_balanced_accuracy``, ``roi_auc``, ``wape_truth_cells``; missing ones show as "—".
 ``oracle``
     ``{"wape": number, "rows": number}``: the truth's expected units against
     actual units (the noise floor), or ``None``.
@@ -64,13 +64,15 @@ CANDIDATE = "candidate"
 PRODUCTION = "production"
 ORACLE = "oracle"
 METRIC_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    # key, heading, better ("min" or "max")
+    # key, heading, better ("min", "max" or "zero")
     ("wape", "units WAPE", "min"),
     ("mae", "units MAE", "min"),
     ("rmse", "units RMSE", "min"),
     ("roi_mae", "ROI MAE", "min"),
     ("roi_spearman", "ROI Spearman", "max"),
-    ("roi_sign_agreement", "ROI sign agreement", "max"),
+    ("roi_bias", "ROI mean bias", "zero"),
+    ("roi_balanced_accuracy", "pays back: balanced accuracy", "max"),
+    ("roi_auc", "pays back: AUC", "max"),
     ("wape_truth_cells", "WAPE on truth cells", "min"),
 )
 DEPTH_EDGES = (0.0, 0.02, 0.04, 0.06, 0.08, math.inf)
@@ -283,8 +285,12 @@ def _models(metrics: Mapping[str, Mapping[str, Any]], oracle: Mapping[str, Any] 
     for j, (_k, _, better) in enumerate(cols, start=2):
         vals = [(r[j], i) for i, r in enumerate(rows) if r[j] is not None]
         if vals:
-            target = min(vals)[0] if better == "min" else max(vals)[0]
-            best += [(i, j) for v, i in vals if v == target]
+            if better == "zero":
+                target = min(abs(v) for v, _ in vals)
+                best += [(i, j) for v, i in vals if abs(v) == target]
+            else:
+                target = min(vals)[0] if better == "min" else max(vals)[0]
+                best += [(i, j) for v, i in vals if v == target]
     if oracle and has_oracle:
         rows.append(
             ["oracle", "truth's expected units (noise floor)"]
@@ -292,7 +298,9 @@ def _models(metrics: Mapping[str, Mapping[str, Any]], oracle: Mapping[str, Any] 
         )
     body = _p(
         "Pooled over the backtest folds; the best value of each column is marked. Lower is better for"
-        " errors, higher for Spearman and sign agreement."
+        " errors, nearer zero for the ROI bias (predicted minus true), higher for Spearman and for"
+        " the decision \u201cpays back\u201d (ROI > 0): balanced accuracy (any constant answer"
+        " scores 0.5) and AUC."
     )
     body += _table(
         ["model", "role", *(h for _, h, _ in cols)], rows, text_cols=2, best=best, highlight_rows=[0]

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from autoroi.evaluation.folds import holdout_split, rolling_origin_folds
-from autoroi.evaluation.metrics import roi_metrics, units_metrics
+from autoroi.evaluation.metrics import auc, balanced_accuracy, roi_metrics, units_metrics
 from autoroi.model import features as F
 
 WEEKS = [dt.date(2024, 1, 1) + dt.timedelta(weeks=i) for i in range(80)]
@@ -50,4 +50,36 @@ def test_metrics():
     assert r["roi_cells"] == 3 and r["roi_spearman"] == pytest.approx(1.0)
     assert r["roi_mae"] == pytest.approx((0.1 + 0.3 + 1.0) / 3)
     assert r["roi_sign_agreement"] == pytest.approx(2 / 3)
+    assert r["roi_bias"] == pytest.approx((0.1 - 0.3 + 1.0) / 3)
+    # pays back: true [F, T, T], predicted [F, F, T] -> hit rates 1/2 and 1/1
+    assert r["roi_balanced_accuracy"] == pytest.approx(0.75)
+    assert r["roi_auc"] == pytest.approx(1.0)  # both paying cells rank above the losing one
+
+
+def test_pays_back_metrics_score_a_constant_answer_as_chance():
+    """Where most cells lose, "never pays back" agrees in sign on 90 % of them;
+    balanced accuracy and AUC see through it."""
+    true = np.r_[np.full(90, -0.5), np.full(10, 0.4)]
+    never = np.full(100, -0.2)
+    r = roi_metrics(true, never)
+    assert r["roi_sign_agreement"] == pytest.approx(0.9)
+    assert r["roi_balanced_accuracy"] == pytest.approx(0.5)
+    assert r["roi_auc"] == pytest.approx(0.5)  # all tied
+    reversed_ = roi_metrics(true, -true)
+    assert reversed_["roi_auc"] == pytest.approx(0.0) and reversed_["roi_balanced_accuracy"] == 0.0
+    one_kind = roi_metrics([0.1, 0.2], [0.3, -0.1])
+    assert np.isnan(one_kind["roi_balanced_accuracy"]) and np.isnan(one_kind["roi_auc"])
+    assert np.isnan(roi_metrics([], [])["roi_auc"]) and roi_metrics([], [])["roi_cells"] == 0
+
+
+def test_auc_matches_the_pairwise_definition():
+    rng = np.random.default_rng(3)
+    actual = rng.random(60) < 0.3
+    score = np.round(rng.normal(size=60) + actual, 1)  # with ties
+    pos, neg = score[actual], score[~actual]
+    pairs = (pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()
+    assert auc(actual, score) == pytest.approx(pairs)
+    assert balanced_accuracy(actual, score > 0.5) == pytest.approx(
+        ((score[actual] > 0.5).mean() + (score[~actual] <= 0.5).mean()) / 2
+    )
     assert np.isnan(roi_metrics([0.1, 0.2], [-1.0, -1.0])["roi_spearman"])  # constant: no ranking

@@ -98,6 +98,10 @@ def inputs(with_truth: bool = True, region: str = "Northeast") -> dict[str, Any]
             "rmse": 4.0 + k,
             "roi_mae": 0.3 + 0.1 * k,
             "roi_spearman": 0.8 - 0.1 * k,
+            "roi_bias": 0.05 - 0.04 * k,
+            "roi_balanced_accuracy": 0.9 - 0.1 * k,
+            "roi_auc": 0.95 - 0.1 * k,
+            "roi_sign_agreement": 0.9,
         }
         for k, m in enumerate(MODELS)
     }
@@ -175,8 +179,12 @@ def test_full_report_parses_and_has_every_section_and_plot():
         "max_trials",
         "noise floor",
         "WAPE on truth cells",
+        "ROI mean bias",
+        "pays back: balanced accuracy",
+        "pays back: AUC",
     ):
         assert expected in text, expected
+    assert "sign agreement" not in text  # it measures nothing where most cells lose
     assert "<style>" in page
 
 
