@@ -86,8 +86,13 @@ def list_cmd(config_path: Path | None, lake_uri: str | None, as_json: bool) -> N
         click.echo(f"no model versions in lake {lake.uri}")
         return
     table = Table(title=f"model registry {lake.display(lake.path('models', 'roi'))}")
-    for col in ("version", "status", "master version", "created (UTC)", *(h for _, h in KEY_METRICS), "gate"):
-        table.add_column(col, justify="right" if col in dict(KEY_METRICS).values() else "left")
+    # identifiers and times are copied into other commands: never wrapped; metric headings wrap instead
+    table.add_column("version", no_wrap=True, min_width=max(len(v.version) for v in versions))
+    for col in ("status", "master version", "created (UTC)"):
+        table.add_column(col, no_wrap=True)
+    for _, heading in KEY_METRICS:
+        table.add_column(heading, justify="right")
+    table.add_column("gate")
     for v in versions:
         table.add_row(
             Text(v.version),

@@ -21,11 +21,16 @@ WAIT_S = 30.0
 
 
 def _wait(driver: Any, what: str, cond: Callable[[Any], Any], timeout: float = WAIT_S) -> Any:
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
+    # The page replaces its SVGs and captions when new answers arrive; an element
+    # found in one poll can be gone by the next call on it. That is "not yet", so
+    # the next poll looks it up again.
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.1).until(cond)
+        return WebDriverWait(
+            driver, timeout, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+        ).until(cond)
     except TimeoutException as e:
         errors = driver.execute_script("return document.getElementById('errors').innerText")
         status = driver.execute_script("return document.getElementById('status').innerText")
@@ -53,6 +58,15 @@ def _numbers(driver: Any) -> dict[str, str]:
            return o;"""
     )
     return out
+
+
+def _marker_x(driver: Any) -> str | None:
+    """The what-if curve's amount marker position, read in one script call
+    (the curve is redrawn as answers arrive)."""
+    x: str | None = driver.execute_script(
+        "const m = document.querySelector('#curve line.current'); return m && m.getAttribute('x1');"
+    )
+    return x
 
 
 def _type_amount(driver: Any, text: str) -> None:
@@ -120,7 +134,7 @@ def test_page_shows_version_prediction_and_report_link(page: Any, dashboard: Any
 
 def test_what_if_amount_updates_numbers_and_curve(page: Any) -> None:
     before = _numbers(page)
-    marker_before = _css(page, "#curve line.current")[0].get_attribute("x1")
+    marker_before = _marker_x(page)
     _type_amount(page, "2500")  # from the default 1000
     _wait(page, "new numbers", lambda d: _numbers(d)["incentive_cost"] != before["incentive_cost"])
     after = _numbers(page)
@@ -130,7 +144,7 @@ def test_what_if_amount_updates_numbers_and_curve(page: Any) -> None:
     _wait(
         page,
         "the curve's amount marker to move",
-        lambda d: _css(d, "#curve line.current")[0].get_attribute("x1") != marker_before,
+        lambda d: _marker_x(d) != marker_before,
     )
     _wait(page, "the heatmap's new program", lambda d: "$2,500" in _by_id(d, "heatmap-caption").text)
 
