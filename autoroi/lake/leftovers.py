@@ -38,7 +38,7 @@ import secrets
 import shutil
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pyarrow.fs as pafs
@@ -56,17 +56,15 @@ DEFAULT_STALE_AFTER_S = 6 * 3600.0
 
 @functools.cache
 def _machine() -> str:
-    parts = []
-    for path in ("/proc/sys/kernel/random/boot_id",):
-        try:
-            parts.append(Path(path).read_text().strip())
-        except OSError:
-            parts.append(socket.gethostname())
     try:
-        parts.append(os.readlink("/proc/self/ns/pid"))
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
-        parts.append(socket.gethostname())
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:8]
+        boot = socket.gethostname()
+    try:
+        pidns = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        pidns = socket.gethostname()
+    return hashlib.sha256(f"{boot}\0{pidns}".encode()).hexdigest()[:8]
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -141,10 +139,30 @@ def is_temporary(name: str) -> bool:
     return bool(TEMP_RE.match(name) or LEGACY_RE.match(name))
 
 
-def sweep_local(folders: Iterable[str | Path], stale_after_s: float = DEFAULT_STALE_AFTER_S) -> list[str]:
-    """Remove the temporaries of dead writers directly inside each folder
-    (files, links, staging folders); returns what was removed."""
+def mtime_of(info: pafs.FileInfo) -> float | None:
+    """A ``pyarrow`` file's modification time in epoch seconds (S3 folders have none)."""
+    return info.mtime.timestamp() if info.mtime is not None else None
+
+
+# one temporary found in a folder: name, path, last change, how to remove it
+_Found = tuple[str, str, float | None, Callable[[], None]]
+
+
+def _remove_abandoned(found: Iterable[_Found], stale_after_s: float) -> list[str]:
     removed: list[str] = []
+    for name, path, mtime, remove in found:
+        if not abandoned(name, mtime, stale_after_s):
+            continue
+        try:
+            remove()
+        except FileNotFoundError:
+            continue
+        log.info("removed %s, left by a run that is no longer alive", path)
+        removed.append(path)
+    return removed
+
+
+def _local_temporaries(folders: Iterable[str | Path]) -> Iterator[_Found]:
     for folder in folders:
         try:
             entries = list(os.scandir(folder))
@@ -157,18 +175,15 @@ def sweep_local(folders: Iterable[str | Path], stale_after_s: float = DEFAULT_ST
                 mtime = entry.stat(follow_symlinks=False).st_mtime
             except FileNotFoundError:
                 continue
-            if not abandoned(entry.name, mtime, stale_after_s):
-                continue
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path)
-                else:
-                    os.unlink(entry.path)
-            except FileNotFoundError:
-                continue
-            log.info("removed %s, left by a run that is no longer alive", entry.path)
-            removed.append(entry.path)
-    return removed
+            is_dir = entry.is_dir(follow_symlinks=False)
+            remove = functools.partial(shutil.rmtree if is_dir else os.unlink, entry.path)
+            yield entry.name, entry.path, mtime, remove
+
+
+def sweep_local(folders: Iterable[str | Path], stale_after_s: float = DEFAULT_STALE_AFTER_S) -> list[str]:
+    """Remove the temporaries of dead writers directly inside each folder
+    (files, links, staging folders); returns what was removed."""
+    return _remove_abandoned(_local_temporaries(folders), stale_after_s)
 
 
 def sweep_fs(
@@ -178,18 +193,10 @@ def sweep_fs(
     (objects) carry a time there."""
     if isinstance(fs, pafs.LocalFileSystem):
         return sweep_local(folders, stale_after_s)
-    removed: list[str] = []
-    for folder in folders:
-        infos = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True, recursive=False))
-        for info in infos:
-            if info.type != pafs.FileType.File or not is_temporary(info.base_name):
-                continue
-            mtime = info.mtime.timestamp() if info.mtime is not None else None
-            if abandoned(info.base_name, mtime, stale_after_s):
-                try:
-                    fs.delete_file(info.path)
-                except FileNotFoundError:
-                    continue
-                log.info("removed s3://%s, left by a run that is no longer alive", info.path)
-                removed.append(info.path)
-    return removed
+    found = (
+        (info.base_name, info.path, mtime_of(info), functools.partial(fs.delete_file, info.path))
+        for folder in folders
+        for info in fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True, recursive=False))
+        if info.type == pafs.FileType.File and is_temporary(info.base_name)
+    )
+    return _remove_abandoned(found, stale_after_s)

@@ -23,7 +23,14 @@ import pyarrow.fs as pafs
 from autoroi.config import LakeConfig
 from autoroi.errors import ConfigError, LakeError
 from autoroi.lake import failpoints
-from autoroi.lake.leftovers import DEFAULT_STALE_AFTER_S, abandoned, is_temporary, sweep_fs, temp_name
+from autoroi.lake.leftovers import (
+    DEFAULT_STALE_AFTER_S,
+    abandoned,
+    is_temporary,
+    mtime_of,
+    sweep_fs,
+    temp_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +115,9 @@ class Lake:
                 if i.path.count("/") == info.path.count("/") + 1 and is_temporary(i.base_name)
             ]
             if markers:
-                dead = all(abandoned(m.base_name, _epoch(m), self.stale_after_s) for m in markers)
+                dead = all(abandoned(m.base_name, mtime_of(m), self.stale_after_s) for m in markers)
             else:
-                times = [t for i in files if (t := _epoch(i)) is not None]
+                times = [t for i in files if (t := mtime_of(i)) is not None]
                 dead = bool(times) and time.time() - max(times) > self.stale_after_s
             if dead:
                 self.fs.delete_dir(info.path)
@@ -169,10 +176,6 @@ def fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _epoch(info: pafs.FileInfo) -> float | None:
-    return info.mtime.timestamp() if info.mtime is not None else None
 
 
 def _short(e: BaseException) -> str:

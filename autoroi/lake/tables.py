@@ -20,13 +20,13 @@ publish lands between the two, miss the files that publish replaced.
 S3: objects cannot be renamed as a group, so ``_manifest.json`` (one PUT,
 atomic) is the commit point: new files are written first, the manifest is
 switched, then files no longer referenced are deleted. New files are named
-``part-<version>-<seq>-<writer>-<r>.parquet``.
+``part-<version>-<seq>-<writer>-<r>.parquet``. Readers that go through the
+manifest (``TableStore.read``) always see one version; a reader that lists the
+prefix can, during that short window, see new and old files together.
 
 Every temporary name carries its writer's identity (``autoroi.lake.leftovers``):
 the next writer of the table removes what dead runs left (staged versions,
-swap links, unreferenced files) and never what a live run is still writing. Readers that go through
-the manifest (``TableStore.read``) always see one version; a reader that lists
-the prefix can, during that short window, see new and old files together.
+swap links, unreferenced files) and never what a live run is still writing.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ import pyarrow.parquet as pq
 
 from autoroi.errors import LakeError
 from autoroi.lake import failpoints
-from autoroi.lake.leftovers import abandoned, owner, temp_name, writer_id, writer_state
+from autoroi.lake.leftovers import abandoned, mtime_of, owner, temp_name, writer_id, writer_state
 from autoroi.lake.storage import Lake, fsync_dir
 
 log = logging.getLogger(__name__)
@@ -193,8 +193,7 @@ class TableStore:
                 name = info.base_name
                 if not name.endswith(".parquet") or name in referenced:
                     continue
-                mtime = info.mtime.timestamp() if info.mtime is not None else None
-                if self._dead(name, info.path, mtime):
+                if self._dead(name, info.path, mtime_of(info)):
                     log.info("removing unreferenced file %s of %s", name, self.table)
                     self.lake.delete_file(info.path)
 
