@@ -37,19 +37,13 @@ from autoroi.evaluation.baselines import Trainer, UnitsModel
 from autoroi.evaluation.folds import Fold
 from autoroi.evaluation.metrics import roi_metrics, units_metrics
 from autoroi.model import features as F
-from autoroi.model.roi import roi_frame
+from autoroi.model.features import counterfactual_units
+from autoroi.model.roi import score_features
 
 log = logging.getLogger(__name__)
 
 PredictFn = Callable[[pd.DataFrame], np.ndarray]
 TRUTH_ROI = "true_roi"
-
-
-def counterfactual_units(predict_fn: PredictFn, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Units of each feature row as it is and without any incentive, in one call."""
-    base = F.without_incentive(frame)
-    units = np.asarray(predict_fn(pd.concat([frame, base], ignore_index=True)), dtype=np.float64)
-    return units[: len(frame)], units[len(frame) :]
 
 
 def truth_scenarios(truth: pd.DataFrame, context: pd.DataFrame) -> pd.DataFrame:
@@ -80,12 +74,14 @@ def evaluate_roi(
     truth: pd.DataFrame,
     *,
     take_rates: Mapping[str, float] | None = None,
+    uptake: Mapping[str, float] | None = None,
     context: pd.DataFrame | None = None,
     spec: F.FeatureSpec = F.DEFAULT_SPEC,
 ) -> RoiEvaluation:
     """Predicted against true ROI on the truth rows (see the module docstring).
     ``context`` (``features.build_context(master)``) may be passed instead of
-    ``master`` to build it once; ``take_rates`` default to those of ``master``."""
+    ``master`` to build it once; ``take_rates`` default to those of ``master``;
+    with ``uptake`` the cost follows each scenario's lift (``roi.roi_columns``)."""
     if context is None:
         if master is None:
             raise ValueError("evaluate_roi needs master or context")
@@ -96,14 +92,7 @@ def evaluate_roi(
     if scen.empty:
         return RoiEvaluation(roi_metrics([], []), scen)
     feats = F.scenario_features(scen, context, spec)
-    pred, base = counterfactual_units(predict_fn, feats)
-    roi = roi_frame(
-        pred,
-        base,
-        feats[F.INCENTIVE_AMOUNT].to_numpy(),
-        feats[F.UNIT_MARGIN].to_numpy(),
-        F.take_rate_of(feats[F.INCENTIVE_TYPE], take_rates),
-    )
+    roi = score_features(predict_fn, feats, take_rates, uptake)
     rows = pd.concat(
         [feats[[*F.SCENARIO_FIELDS, F.SEGMENT, F.INCENTIVE_DEPTH, TRUTH_ROI]].reset_index(drop=True), roi],
         axis=1,
@@ -185,8 +174,15 @@ def backtest(
                 **units_metrics(test[F.UNITS], part[name]),
             }
             if fold_truth is not None and len(fold_truth):
+                uptake = F.estimate_uptake(train, *counterfactual_units(model.predict_features, train))
                 ev = evaluate_roi(
-                    model.predict_features, None, fold_truth, take_rates=rates, context=context, spec=spec
+                    model.predict_features,
+                    None,
+                    fold_truth,
+                    take_rates=rates,
+                    uptake=uptake,
+                    context=context,
+                    spec=spec,
                 )
                 row.update(ev.metrics)
                 roi_parts.append(ev.rows.assign(fold=fold.index, model=name))

@@ -36,7 +36,7 @@ import pandas as pd
 from autoroi.model import features as F
 from autoroi.model.network import CUSTOM_OBJECTS
 from autoroi.model.preprocess import Preprocessor
-from autoroi.model.roi import roi_frame
+from autoroi.model.roi import score_features
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ class RoiModel:
     preprocessor: Preprocessor
     context: pd.DataFrame
     take_rates: dict[str, float] = field(default_factory=dict)
+    uptake: dict[str, float] = field(default_factory=dict)  # features.estimate_uptake; empty: take_rates
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     version: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -99,6 +100,11 @@ class RoiModel:
     def predict_units(self, scenarios: pd.DataFrame | Iterable[Mapping[str, Any]]) -> np.ndarray:
         return self.predict_features(self.features(scenarios))
 
+    def uptake_of(self, types: Any) -> np.ndarray | None:
+        """Per row, the uptake of its type; None for an artifact without (it
+        charges the constant take rates)."""
+        return F.uptake_of(types, self.uptake) if self.uptake else None
+
     def predict(self, scenarios: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         """Per scenario: predicted and baseline units, incremental units, cost,
         incremental profit and ROI (``roi.roi_frame``), the context cell used
@@ -110,16 +116,7 @@ class RoiModel:
         which precomputes this method's lookups and compiles the network, and
         is tested (and checked at load) to give the same numbers."""
         feats = self.features(scenarios)
-        base = F.without_incentive(feats)
-        units = self.predict_features(pd.concat([feats, base], ignore_index=True))
-        n = len(feats)
-        out = roi_frame(
-            units[:n],
-            units[n:],
-            feats[F.INCENTIVE_AMOUNT].to_numpy(),
-            feats[F.UNIT_MARGIN].to_numpy(),
-            F.take_rate_of(feats[F.INCENTIVE_TYPE], self.take_rates),
-        )
+        out = score_features(self.predict_features, feats, self.take_rates, self.uptake)
         out.insert(0, F.REGION, feats[F.REGION].to_numpy())
         out.insert(1, F.VEHICLE_MODEL, feats[F.VEHICLE_MODEL].to_numpy())
         out.insert(2, F.WEEK, pd.to_datetime(feats[F.WEEK]).dt.strftime("%Y-%m-%d").to_numpy())
@@ -135,6 +132,7 @@ def _preprocessing_doc(model: RoiModel) -> dict[str, Any]:
         "format_version": FORMAT_VERSION,
         "preprocessor": model.preprocessor.to_dict(),
         "take_rates": model.take_rates,
+        "uptake": model.uptake,
         "hyperparameters": model.hyperparameters,
         "version": model.version,
         "metadata": model.metadata,
@@ -191,6 +189,7 @@ def load_model(directory: str | Path) -> RoiModel:
         preprocessor=Preprocessor.from_dict(doc["preprocessor"]),
         context=context,
         take_rates={str(k): float(v) for k, v in doc.get("take_rates", {}).items()},
+        uptake={str(k): float(v) for k, v in doc.get("uptake", {}).items()},
         hyperparameters=dict(doc.get("hyperparameters", {})),
         version=doc.get("version"),
         metadata=dict(doc.get("metadata", {})),

@@ -327,6 +327,10 @@ class FastPredictor:
         self._msrp = np.where(msrp > 0, msrp, np.nan)  # scenario_features: amount / MSRP where MSRP > 0
         self._margin = feats[F.UNIT_MARGIN].to_numpy(np.float64)
         self._level = feats[F.CELL_LEVEL].to_numpy(dtype=object)
+        # a "none" scenario's treatments are the programs that ran (its background)
+        spec = self.model.spec
+        self._bg_treat = np.nan_to_num(feats[list(spec.treat_columns)].to_numpy(np.float64), nan=0.0)
+        self._bg_depth = np.nan_to_num(feats[list(spec.depth_columns)].to_numpy(np.float64), nan=0.0)
 
     def _build_pairs(self, pairs: Iterable[tuple[str, str]] | None) -> None:
         wanted = sorted({(str(r), str(m)) for r, m in pairs} if pairs is not None else self._cells)
@@ -404,6 +408,12 @@ class FastPredictor:
             [[1.0 if t == k else 0.0 for t in spec.treatments] for k in allowed], dtype=np.float64
         )
         self._rate = F.take_rate_of(np.asarray(allowed, dtype=object), self.model.take_rates)
+        self._uptake = self.model.uptake_of(np.asarray(allowed, dtype=object))
+        # the column of each kind's own treatment (-1: "none")
+        cols = list(spec.treatments)
+        self._kind_col = np.asarray([cols.index(k) if k in cols else -1 for k in allowed], dtype=np.int64)
+        # uptake per treatment column, for the crowding of richer programs beside (features.crowding)
+        self._col_uptake = np.asarray([self.model.uptake.get(t, 0.0) for t in cols], dtype=np.float64)
 
     # ------------------------------------------------------------------ lookups
     def _pair_ids(self, regions: Sequence[str], models: Sequence[str]) -> np.ndarray:
@@ -473,28 +483,46 @@ class FastPredictor:
     # ------------------------------------------------------------------ scoring
     def inputs(
         self, pair_ids: np.ndarray, week_ids: np.ndarray, kind_ids: np.ndarray, amounts: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The packed network inputs of the scenarios and, below them, their
-        baselines; and each scenario's context row."""
+        baselines (the programs that ran beside still on) and, for a model
+        with uptakes, the same rows without any incentive; each scenario's
+        context row, and the share of its regular buyers that no richer
+        program beside took first (``features.crowding``)."""
         n = len(pair_ids)
         cell = self._pair_cell[pair_ids]
         lo = self._lo[cell]
         row = self._off[cell] + np.minimum(np.maximum(week_ids, lo), self._hi[cell]) - lo
         ints = self._row_ints[row]
         ints += self._pair_ints[pair_ids]
-        floats = np.zeros((2 * n, self._n_float), dtype=np.float32)
+        blocks = 3 if self._uptake is not None else 2  # + no incentive at all (the regular buyers)
+        floats = np.zeros((blocks * n, self._n_float), dtype=np.float32)
         num = self._num[row]
         num[:, self._cal_cols] = self._cal[week_ids - self._cal_first]
-        floats[:n, self._num_slice] = num
-        floats[n:, self._num_slice] = num
-        treat = self._treat[kind_ids]
+        for b in range(blocks):
+            floats[b * n : (b + 1) * n, self._num_slice] = num
         # scenario_features: nan_to_num(amount / MSRP, nan=0) where the type is on, else 0 (an
         # infinite depth, which nan_to_num makes the largest float64, is inf in float32 either way)
         depth = amounts / self._msrp[row]
         depth[np.isnan(depth)] = 0.0
+        col = self._kind_col[kind_ids]
+        own = np.flatnonzero(col >= 0)
+        treat = self._bg_treat[row]  # the programs that ran beside (zeros without a background)
+        depths = self._bg_depth[row]
+        floats[n : 2 * n, self._treat_slice] = treat  # without the scenario: the background only
+        floats[n : 2 * n, self._depth_slice] = depths
+        floats[n + own, self._treat_slice.start + col[own]] = 0.0
+        floats[n + own, self._depth_slice.start + col[own]] = 0.0
+        crowding = np.ones(n)
+        if blocks == 3:
+            richer = (depths > depth[:, None]) & (treat > 0)
+            richer[own, col[own]] = False
+            crowding = np.prod(np.where(richer, 1.0 - self._col_uptake[None, :], 1.0), axis=1)
+        treat[own, col[own]] = 1.0
+        depths[own, col[own]] = depth[own]
         floats[:n, self._treat_slice] = treat
-        floats[:n, self._depth_slice] = np.where(treat > 0, depth[:, None], 0.0)
-        return np.concatenate((ints, ints)), floats, row
+        floats[:n, self._depth_slice] = depths
+        return np.concatenate((ints,) * blocks), floats, row, crowding
 
     def predict(
         self,
@@ -520,7 +548,7 @@ class FastPredictor:
         # NaN fails >= 0; inf fails < inf; type "none" needs amount 0
         if not (amt.min() >= 0 and amt.max() < np.inf) or amt[kind_ids == self._none].any():
             raise NotCovered(F.INCENTIVE_AMOUNT, "an amount the reference refuses")
-        ints, floats, row = self.inputs(pair_ids, week_ids, kind_ids, amt)
+        ints, floats, row, crowding = self.inputs(pair_ids, week_ids, kind_ids, amt)
         units = self.network(ints, floats)
         out: dict[str, Any] = {
             F.REGION: np.asarray(regions, dtype=object),
@@ -529,7 +557,21 @@ class FastPredictor:
             F.INCENTIVE_TYPE: self._kind_names[kind_ids],
             F.INCENTIVE_AMOUNT: amt,
         }
-        out.update(roi_columns(units[:n], units[n:], amt, self._margin[row], self._rate[kind_ids]))
+        if self._uptake is None:
+            out.update(roi_columns(units[:n], units[n:], amt, self._margin[row], self._rate[kind_ids]))
+        else:
+            regular = units[2 * n :] * crowding
+            out.update(
+                roi_columns(
+                    units[:n],
+                    units[n : 2 * n],
+                    amt,
+                    self._margin[row],
+                    self._rate[kind_ids],
+                    self._uptake[kind_ids],
+                    regular,
+                )
+            )
         out[F.CELL_LEVEL] = self._level[row]
         out[MODEL_VERSION] = np.full(n, self.version, dtype=object)
         return out

@@ -76,7 +76,7 @@ Choices, stated
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -103,6 +103,9 @@ MASTER_AMOUNT = "incentive_amount"  # mean incentive dollars per unit sold under
 MASTER_SHARE = "incentive_share"  # share of the cell's units sold under a program (for take rates)
 INDICATORS: dict[str, str] = {t: f"active_{t}" for t in INCENTIVE_TYPES}  # 1: a program of the type runs
 OFFERS: dict[str, str] = {t: f"offer_{t}" for t in INCENTIVE_TYPES}  # its amount per unit (0: none)
+# context: the depth (offer / MSRP) of the program of each type that ran in the
+# cell-week (0: none ran, or a week the master does not have)
+RAN: dict[str, str] = {t: f"ran_{t}" for t in INCENTIVE_TYPES}
 
 CELL_LEVELS = ("region_model", "super_region_model", "region_segment", "super_region_segment")
 FINEST_LEVEL = CELL_LEVELS[0]
@@ -162,6 +165,7 @@ class FeatureSpec:
     harmonics: int = 3  # sine/cosine pairs of the week of year (1..MAX_HARMONICS)
     incentive_history: bool = True  # INCENTIVE_HISTORY columns
     last_year: bool = True  # LAST_YEAR_WINDOWS columns
+    background: bool = True  # a served scenario runs on top of the programs that ran (RAN)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -222,6 +226,7 @@ class FeatureSpec:
             harmonics=int(d.get("harmonics", 1)),
             incentive_history=bool(d.get("incentive_history", False)),
             last_year=bool(d.get("last_year", False)),
+            background=bool(d.get("background", False)),
             extra=dict(d.get("extra", {})),
         )
 
@@ -363,7 +368,10 @@ def build_context(master: pd.DataFrame, spec: FeatureSpec = DEFAULT_SPEC) -> pd.
     )
     attrs = [CELL_LEVEL, SEGMENT, SUPER_REGION, MSRP, UNIT_MARGIN]
     m["_inc_depth"] = _total_depth(m)
-    cols = [*key, WEEK_INDEX, UNITS, DEALER_COUNT, "_inc_depth", *attrs]
+    ran = _type_depths(m)
+    for t, values in ran.items():
+        m[RAN[t]] = values
+    cols = [*key, WEEK_INDEX, UNITS, DEALER_COUNT, "_inc_depth", *attrs, *(RAN[t] for t in ran)]
     g = grid.merge(m[cols], on=[*key, WEEK_INDEX], how="left")
     g = g.sort_values([*key, WEEK_INDEX], kind="stable").reset_index(drop=True)
     g[attrs] = g.groupby(key, sort=False)[attrs].ffill()  # a cell's first grid week is observed
@@ -405,7 +413,9 @@ def build_context(master: pd.DataFrame, spec: FeatureSpec = DEFAULT_SPEC) -> pd.
     hist.update(_incentive_history(g["_inc_depth"].to_numpy(np.float64), cell))
     for name, values in hist.items():
         g[name] = values
-    cols = [REGION, VEHICLE_MODEL, WEEK, WEEK_INDEX, *attrs, *hist]
+    ran_cols = [RAN[t] for t in ran]
+    g[ran_cols] = g[ran_cols].fillna(0.0)
+    cols = [REGION, VEHICLE_MODEL, WEEK, WEEK_INDEX, *attrs, *hist, *ran_cols]
     return g[cols]
 
 
@@ -430,21 +440,29 @@ def _window_mean(values: np.ndarray, cell: np.ndarray, w: int, offset: int = 1) 
         return np.where(n > 0, (s_hi - s_lo) / np.where(n > 0, n, 1), np.nan)
 
 
-def _total_depth(m: pd.DataFrame) -> np.ndarray:
-    """Per master row, the summed depth (offer / MSRP) of every incentive type
-    that ran in the cell-week: 0 without any, NaN without indicator columns."""
+def _type_depths(m: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per master row and incentive type, the depth (offer / MSRP) of the
+    type's program that ran in the cell-week (0: none); only the types whose
+    indicator column the master has."""
     present = [t for t in INCENTIVE_TYPES if INDICATORS[t] in m.columns]
-    if not present:
-        return np.full(len(m), np.nan)
     msrp = m[MSRP].where(m[MSRP] > 0, np.nan).to_numpy(np.float64)
     mean_amount = m[MASTER_AMOUNT].astype(np.float64).fillna(0.0) if MASTER_AMOUNT in m.columns else 0.0
-    total = np.zeros(len(m))
+    out: dict[str, np.ndarray] = {}
     for t in present:
         on = m[INDICATORS[t]].fillna(0).to_numpy(np.float64) > 0
         amount = m[OFFERS[t]].astype(np.float64).fillna(0.0) if OFFERS[t] in m.columns else mean_amount
         depth = np.nan_to_num(np.asarray(amount + np.zeros(len(m)), dtype=np.float64) / msrp, nan=0.0)
-        total += np.where(on, depth, 0.0)
-    return total
+        out[t] = np.where(on, depth, 0.0)
+    return out
+
+
+def _total_depth(m: pd.DataFrame) -> np.ndarray:
+    """Per master row, the summed depth (offer / MSRP) of every incentive type
+    that ran in the cell-week: 0 without any, NaN without indicator columns."""
+    depths = _type_depths(m)
+    if not depths:
+        return np.full(len(m), np.nan)
+    return np.sum(list(depths.values()), axis=0)
 
 
 def _incentive_history(depth: np.ndarray, cell: np.ndarray) -> dict[str, np.ndarray]:
@@ -557,6 +575,55 @@ def without_incentive(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def without_scenario(frame: pd.DataFrame) -> pd.DataFrame:
+    """The counterfactual of served feature rows: the scenario's own incentive
+    off, the programs that ran beside it (its background) still on. Equal to
+    :func:`without_incentive` where nothing else ran."""
+    out = without_incentive(frame)
+    kind = frame[INCENTIVE_TYPE].astype(str).to_numpy()
+    for t in INCENTIVE_TYPES:
+        if TREAT[t] in frame.columns:
+            keep = kind != t
+            out[TREAT[t]] = np.where(keep, frame[TREAT[t]].to_numpy(np.float64), 0.0)
+            out[DEPTH[t]] = np.where(keep, frame[DEPTH[t]].to_numpy(np.float64), 0.0)
+    return out
+
+
+def counterfactual_units(
+    predict_fn: Callable[[pd.DataFrame], Any], frame: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
+    """Units of each feature row as it is and without any incentive, in one call."""
+    both = pd.concat([frame, without_incentive(frame)], ignore_index=True)
+    units = np.asarray(predict_fn(both), np.float64)
+    return units[: len(frame)], units[len(frame) :]
+
+
+def scenario_units(
+    predict_fn: Callable[[pd.DataFrame], Any], frame: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Units of served feature rows with the scenario, without it (the
+    background still on) and without any incentive, in one call: the three
+    inputs of ``roi.roi_columns``."""
+    n = len(frame)
+    stacked = pd.concat([frame, without_scenario(frame), without_incentive(frame)], ignore_index=True)
+    units = np.asarray(predict_fn(stacked), np.float64)
+    return units[:n], units[n : 2 * n], units[2 * n :]
+
+
+def crowding(frame: pd.DataFrame, uptake: Mapping[str, float]) -> np.ndarray:
+    """Per served feature row, the share of the regular buyers still free to
+    take the scenario's incentive: a program beside it that pays more is taken
+    first, by its uptake share, ``prod (1 - uptake_q)`` over those."""
+    kind = frame[INCENTIVE_TYPE].astype(str).to_numpy()
+    own = frame[INCENTIVE_DEPTH].to_numpy(np.float64)
+    out = np.ones(len(frame))
+    for t in INCENTIVE_TYPES:
+        if DEPTH[t] in frame.columns and t in uptake:
+            other = frame[DEPTH[t]].to_numpy(np.float64)
+            out *= np.where((kind != t) & (other > own), 1.0 - uptake[t], 1.0)
+    return out
+
+
 def _resolve_cells(pairs: pd.DataFrame, context: pd.DataFrame) -> pd.DataFrame:
     """(region, vehicle_model) of the request -> the context cell that serves it:
     the exact cell, else the coarser cell the master merged it into."""
@@ -626,12 +693,17 @@ def scenario_features(
         if INDICATORS[t] in s.columns:  # a master row: every type that was active, at its offer
             on = s[INDICATORS[t]].to_numpy(np.float64) > 0
             amount = s[OFFERS[t]] if OFFERS[t] in s.columns else s[INCENTIVE_AMOUNT]
-        else:  # a served scenario: its one type
+        else:  # a served scenario: its one type, on top of the others that ran (background)
             on = kind == t
             amount = s[INCENTIVE_AMOUNT]
         depth = np.nan_to_num(amount.to_numpy(np.float64) / msrp, nan=0.0)
         s[TREAT[t]] = on.astype(np.float64)
         s[DEPTH[t]] = np.where(on, depth, 0.0)
+        if spec.background and INDICATORS[t] not in s.columns and RAN[t] in s.columns:
+            ran = s[RAN[t]].fillna(0.0).to_numpy(np.float64)
+            beside = (kind != t) & (ran > 0)
+            s[TREAT[t]] = np.where(beside, 1.0, s[TREAT[t]].to_numpy())
+            s[DEPTH[t]] = np.where(beside, ran, s[DEPTH[t]].to_numpy())
     s = s.rename(columns={"_r": "context_region", "_m": "context_vehicle_model"})
     missing = [c for c in spec.numeric if c not in s.columns]
     if missing:
@@ -672,6 +744,49 @@ def estimate_take_rates(frame: pd.DataFrame) -> dict[str, float]:
         if units[rows].sum() > 0:
             rates[t] = float(min(1.0, max(under[rows].sum() / units[rows].sum(), 1e-3)))
     return rates
+
+
+def estimate_uptake(frame: pd.DataFrame, predicted: Any, baseline: Any) -> dict[str, float]:
+    """Per incentive type, the share of the buyers who would have bought anyway
+    that take the incentive (its *uptake*), from the master's
+    ``incentive_share`` and the model's own counterfactual.
+
+    The buyers an incentive brings in all take it; of the others, a share
+    ``u``. On a row where one type ran alone, with ``e`` the incremental share
+    of its units (``1 - baseline / predicted``), ``share = e + u x (1 - e)``;
+    ``u`` is solved for on the sum over those rows (where the type never ran
+    alone: where it dominated). The cost then follows the scenario's own lift
+    (``roi.roi_columns``): a deeper incentive is taken by more buyers, where a
+    constant take rate per type (:func:`estimate_take_rates`) charges every
+    depth the average one. Empty without ``incentive_share`` or indicators."""
+    present = [t for t in INCENTIVE_TYPES if INDICATORS[t] in frame.columns]
+    if MASTER_SHARE not in frame.columns or not present:
+        return {}
+    pred = np.asarray(predicted, dtype=np.float64)
+    base = np.asarray(baseline, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lifted = np.clip(np.where(pred > 0, 1.0 - base / np.where(pred > 0, pred, 1.0), 0.0), 0.0, 1.0)
+    active = frame[[INDICATORS[t] for t in present]].fillna(0).to_numpy(np.float64) > 0
+    alone = active.sum(axis=1) == 1
+    units = frame[UNITS].to_numpy(np.float64)
+    under = units * frame[MASTER_SHARE].fillna(0).to_numpy(np.float64)
+    brought = units * lifted
+    kind = frame[INCENTIVE_TYPE].astype(str).to_numpy()
+    out: dict[str, float] = {}
+    for i, t in enumerate(present):
+        rows = alone & active[:, i]
+        if units[rows].sum() <= 0:
+            rows = kind == t
+        regular = (units - brought)[rows].sum()
+        if regular > 0:
+            out[t] = float(np.clip((under - brought)[rows].sum() / regular, 0.0, 1.0))
+    return out
+
+
+def uptake_of(types: pd.Series | np.ndarray, uptake: Mapping[str, float]) -> np.ndarray:
+    """The uptake of each row's incentive type (the mean of the others where none was measured)."""
+    default = float(np.mean(list(uptake.values()))) if uptake else 1.0
+    return np.array([uptake.get(str(t), default) for t in types], dtype=np.float64)
 
 
 def take_rate_of(types: pd.Series | np.ndarray, rates: Mapping[str, float]) -> np.ndarray:

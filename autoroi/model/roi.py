@@ -15,7 +15,10 @@ every unit sold under it, including the buyers who would have bought anyway;
 With ``take_rate=1`` (the default) the cost is ``amount x predicted_units``, as
 the issue states it; a trained model passes the take rate per incentive type it
 measured in the master table (``features.estimate_take_rates``), which is what
-the source's ground truth counts (``units_under_incentive``).
+the source's ground truth counts (``units_under_incentive``); a model trained
+since issue 12 passes ``uptake`` instead: every buyer the incentive brings in
+takes it, plus a share of those who would have bought anyway, so that the
+units under it are ``incremental_units + uptake x baseline_units``.
 
 ROI is undefined where the cost is zero (no incentive, a zero amount, zero
 predicted units): ``roi`` is NaN there, and ``None`` in JSON
@@ -28,11 +31,14 @@ cost, so that ``roi = incremental_profit / incentive_cost`` reads directly).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+
+from autoroi.model import features as F
 
 ArrayLike = npt.ArrayLike
 
@@ -59,11 +65,20 @@ def roi_columns(
     amount: ArrayLike,
     unit_margin: ArrayLike,
     take_rate: ArrayLike = 1.0,
+    uptake: ArrayLike | None = None,
+    regular_units: ArrayLike | None = None,
 ) -> dict[str, np.ndarray]:
     """The formula of the module docstring, element-wise on arrays (scalars
     broadcast): the columns of :data:`ROI_COLUMNS` as float64 arrays, ``roi``
     NaN where the cost is zero. :func:`roi_frame` is the same as a frame; the
-    model server's fast path calls this directly (no frame per request)."""
+    model server's fast path calls this directly (no frame per request).
+
+    With ``uptake`` (per row, ``features.estimate_uptake``), the units sold
+    under the incentive are the incremental ones plus that share of the
+    regular buyers, ``incremental + uptake x regular_units``, instead of
+    ``take_rate x predicted``; ``regular_units`` default to the baseline
+    (:func:`score_features` passes those that no richer program beside the
+    scenario took first)."""
     pred = _f64(predicted_units)
     n = len(pred)
     base = _f64(baseline_units, n)
@@ -73,7 +88,14 @@ def roi_columns(
     if not (len(base) == len(amt) == len(margin) == len(rate) == n):
         raise ValueError("roi_frame: inputs must have the same length (or be scalars)")
     incremental = pred - base
-    cost = amt * pred * rate
+    if uptake is None:
+        cost = amt * pred * rate
+    else:
+        up = _f64(uptake, n)
+        regular = base if regular_units is None else _f64(regular_units, n)
+        if not (len(up) == len(regular) == n):
+            raise ValueError("roi_frame: inputs must have the same length (or be scalars)")
+        cost = amt * (np.clip(incremental, 0.0, None) + up * regular) * (pred > 0)
     profit = incremental * margin - cost
     with np.errstate(divide="ignore", invalid="ignore"):
         roi = np.where(cost != 0, profit / np.where(cost != 0, cost, 1.0), np.nan)
@@ -93,10 +115,43 @@ def roi_frame(
     amount: ArrayLike,
     unit_margin: ArrayLike,
     take_rate: ArrayLike = 1.0,
+    uptake: ArrayLike | None = None,
+    regular_units: ArrayLike | None = None,
 ) -> pd.DataFrame:
     """Counterfactual ROI, element-wise; scalars broadcast. Returns the columns
     of :data:`ROI_COLUMNS` (float64), ``roi`` NaN where the cost is zero."""
-    return pd.DataFrame(roi_columns(predicted_units, baseline_units, amount, unit_margin, take_rate))
+    return pd.DataFrame(
+        roi_columns(predicted_units, baseline_units, amount, unit_margin, take_rate, uptake, regular_units)
+    )
+
+
+def score_features(
+    predict_fn: Callable[[pd.DataFrame], Any],
+    feats: pd.DataFrame,
+    take_rates: Mapping[str, float],
+    uptake: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
+    """The ROI columns of served feature rows (``features.scenario_features``):
+    units with the scenario, without it (the programs that ran beside it still
+    on) and, for the regular buyers, without any incentive
+    (``features.scenario_units``). The one place the reference path, the
+    backtest and the reports turn feature rows into ROI."""
+    kind = feats[F.INCENTIVE_TYPE]
+    if not uptake:
+        pred, base = F.counterfactual_units(predict_fn, feats)
+        return roi_frame(
+            pred, base, feats[F.INCENTIVE_AMOUNT], feats[F.UNIT_MARGIN], F.take_rate_of(kind, take_rates)
+        )
+    pred, base, bare = F.scenario_units(predict_fn, feats)
+    return roi_frame(
+        pred,
+        base,
+        feats[F.INCENTIVE_AMOUNT],
+        feats[F.UNIT_MARGIN],
+        F.take_rate_of(kind, take_rates),
+        F.uptake_of(kind, uptake),
+        bare * F.crowding(feats, uptake),
+    )
 
 
 def roi_records(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -133,11 +133,13 @@ def train_model(
     frame = F.training_frame(master, spec)
     fitted = fit_units_model(frame, hp, epochs=epochs, seed=seed, spec=spec, verbose=verbose)
     log.info("fitted %d rows in %.1f s (%d epochs)", len(frame), fitted.seconds, fitted.epochs_run)
+    pred, base = F.counterfactual_units(fitted.predict_features, frame)
     return RoiModel(
         network=fitted.network,
         preprocessor=fitted.preprocessor,
         context=F.build_context(master, spec),
         take_rates=F.estimate_take_rates(frame),
+        uptake=F.estimate_uptake(frame, pred, base),
         hyperparameters=fitted.hyperparameters,
         version=version,
         metadata={

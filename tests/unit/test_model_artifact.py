@@ -92,14 +92,20 @@ def test_predict_returns_the_roi_of_each_scenario(saved: Path):
     assert out.loc[1, "predicted_units"] == pytest.approx(out.loc[1, "baseline_units"])
     assert np.isnan(out.loc[1, "roi"])
     assert out.loc[0, "baseline_units"] == pytest.approx(out.loc[1, "baseline_units"], rel=1e-6)
-    # the one ROI function
-    margin = F.scenario_features(F.check_scenarios(scenarios), loaded.context)[F.UNIT_MARGIN]
+    # the one ROI function: the units sold under the incentive are the incremental ones plus the
+    # uptake share of the regular buyers (those of no incentive at all, less what richer programs
+    # beside it took first)
+    assert loaded.uptake and set(loaded.uptake) <= set(F.INCENTIVE_TYPES)
+    feats = F.scenario_features(F.check_scenarios(scenarios), loaded.context, loaded.spec)
+    _, _, bare = F.scenario_units(loaded.predict_features, feats)
     again = roi_frame(
         out["predicted_units"],
         out["baseline_units"],
         out["incentive_amount"],
-        margin,
+        feats[F.UNIT_MARGIN],
         F.take_rate_of(out["incentive_type"], loaded.take_rates),
+        F.uptake_of(out["incentive_type"], loaded.uptake),
+        bare * F.crowding(feats, loaded.uptake),
     )
     np.testing.assert_allclose(again["roi"], out["roi"], equal_nan=True)
 

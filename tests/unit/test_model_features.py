@@ -311,3 +311,81 @@ def test_specs_saved_before_the_new_features_load_as_they_were():
         F.HAS_LAG_52,
     )
     assert F.FeatureSpec.from_dict(F.DEFAULT_SPEC.to_dict()) == F.DEFAULT_SPEC
+
+
+def test_a_served_scenario_runs_on_top_of_the_programs_that_ran():
+    # weeks 10 and 11 ran a cash rebate and a loyalty program at $2,000 (5 % of the MSRP)
+    ctx = F.build_context(tiny_master())
+    during = F.scenario_features(
+        scenario(**{F.WEEK: "2024-03-11", F.INCENTIVE_TYPE: "apr_subsidy", F.INCENTIVE_AMOUNT: 1000}), ctx
+    )
+    assert during[F.WEEK].iloc[0] == pd.Timestamp("2024-03-11")  # week 10
+    row = during.iloc[0]
+    assert row[F.TREAT["apr_subsidy"]] == 1 and row[F.DEPTH["apr_subsidy"]] == pytest.approx(0.025)
+    for t in ("cash_rebate", "loyalty"):  # the background
+        assert row[F.TREAT[t]] == 1 and row[F.DEPTH[t]] == pytest.approx(0.05)
+    assert row[F.TREAT["lease_subsidy"]] == 0
+    # without the scenario, the background stays; without any incentive, nothing is on
+    base = F.without_scenario(during).iloc[0]
+    assert base[F.TREAT["apr_subsidy"]] == 0 and base[F.DEPTH["apr_subsidy"]] == 0
+    assert base[F.TREAT["cash_rebate"]] == 1 and base[F.DEPTH["loyalty"]] == pytest.approx(0.05)
+    assert (F.without_incentive(during)[[*F.TREAT.values(), *F.DEPTH.values()]] == 0).all().all()
+    # a scenario of a type that ran replaces it at its own amount
+    same = F.scenario_features(scenario(**{F.WEEK: "2024-03-11", F.INCENTIVE_AMOUNT: 400}), ctx).iloc[0]
+    assert same[F.DEPTH["cash_rebate"]] == pytest.approx(0.01) and same[F.DEPTH["loyalty"]] > 0
+    assert F.without_scenario(pd.DataFrame([same]))[F.TREAT["cash_rebate"]].iloc[0] == 0
+    # a week without programs, and a model saved before backgrounds existed, get none
+    quiet = F.scenario_features(scenario(), ctx).iloc[0]
+    assert sum(quiet[F.TREAT[t]] for t in F.INCENTIVE_TYPES) == 1
+    old = F.FeatureSpec(background=False)
+    alone = F.scenario_features(scenario(**{F.WEEK: "2024-03-11"}), F.build_context(tiny_master(), old), old)
+    assert sum(alone[F.TREAT[t]].iloc[0] for t in F.INCENTIVE_TYPES) == 1
+    assert F.FeatureSpec.from_dict({}).background is False
+
+
+def test_crowding_by_richer_programs_beside():
+    ctx = F.build_context(tiny_master())
+    feats = F.scenario_features(
+        pd.concat(
+            [
+                scenario(**{F.WEEK: "2024-03-11", F.INCENTIVE_TYPE: "apr_subsidy", F.INCENTIVE_AMOUNT: 1000}),
+                scenario(**{F.WEEK: "2024-03-11", F.INCENTIVE_TYPE: "apr_subsidy", F.INCENTIVE_AMOUNT: 3000}),
+                scenario(**{F.INCENTIVE_TYPE: "apr_subsidy", F.INCENTIVE_AMOUNT: 1000}),
+            ]
+        ),
+        ctx,
+    )
+    got = F.crowding(feats, {"cash_rebate": 0.9, "loyalty": 0.25, "apr_subsidy": 0.4})
+    # $1,000 under two $2,000 programs: 10 % x 75 % of the regular buyers are left to take it;
+    # $3,000 pays more than both: all of them; a week where nothing else ran: all of them
+    np.testing.assert_allclose(got, [0.1 * 0.75, 1.0, 1.0])
+
+
+def test_uptake_recovers_the_share_of_regular_buyers_who_take_it():
+    # one type alone per row: units = base x (1 + lift); share = (extra + u x base) / units
+    rng = np.random.default_rng(3)
+    n = 400
+    kind = np.where(np.arange(n) % 2 == 0, "cash_rebate", "conquest")
+    base = rng.uniform(5, 50, n)
+    lift = np.where(kind == "cash_rebate", 0.5, 0.1) * rng.uniform(0.5, 1.5, n)
+    units = base * (1 + lift)
+    true_u = {"cash_rebate": 0.9, "conquest": 0.14}
+    u = np.array([true_u[k] for k in kind])
+    frame = pd.DataFrame(
+        {
+            F.UNITS: units,
+            F.MASTER_SHARE: (base * lift + u * base) / units,
+            F.INCENTIVE_TYPE: kind,
+            **{F.INDICATORS[t]: (kind == t).astype(float) for t in F.INCENTIVE_TYPES},
+        }
+    )
+    got = F.estimate_uptake(frame, units, base)
+    assert set(got) == {"cash_rebate", "conquest"}
+    for t, v in true_u.items():
+        assert got[t] == pytest.approx(v, abs=1e-9)
+    # a model that sees no lift would charge every unit's share as uptake: the
+    # estimate depends on the counterfactual, not only on the share
+    naive = F.estimate_uptake(frame, units, units)
+    assert naive["conquest"] > 0.2
+    assert F.uptake_of(["conquest", "loyalty"], got)[1] == pytest.approx(np.mean(list(got.values())))
+    assert F.estimate_uptake(frame.drop(columns=[F.MASTER_SHARE]), units, base) == {}

@@ -61,3 +61,20 @@ def test_reproduces_the_simulator_truth():
     np.testing.assert_allclose(out["roi"], t["roi"], rtol=1e-9, atol=1e-9)
     assert (out["roi"] < 0).any() and (out["roi"] > 0).any()
     assert not math.isnan(float(pd.Series(out["roi"]).mean()))
+
+
+def test_cost_with_uptake_charges_the_incremental_buyers_and_a_share_of_the_regular_ones():
+    # 15 with, 10 without (the programs beside still on), 8 without any incentive,
+    # half of those left to it by a richer program beside: regular 4
+    # under it: 5 incremental + 0.25 x 4 = 6; cost 1000 x 6; profit 5 x 2500 - 6000
+    out = roi_frame([15], [10], [1000], [2500], 1.0, [0.25], [4.0])
+    np.testing.assert_allclose(out["incentive_cost"], [6000])
+    np.testing.assert_allclose(out["roi"], [(12500 - 6000) / 6000])
+    # without regular units given, the baseline's buyers are the regular ones
+    np.testing.assert_allclose(roi_frame([15], [10], [1000], [2500], 1.0, [0.25])["incentive_cost"], [7500])
+    # a negative lift brings no buyer in; zero predicted units cost nothing
+    out = roi_frame([9, 0], [10, 0], [1000, 1000], [2500, 2500], 1.0, [0.5, 0.5])
+    np.testing.assert_allclose(out["incentive_cost"], [5000, 0])
+    assert np.isnan(out["roi"].iloc[1])
+    with pytest.raises(ValueError, match="same length"):
+        roi_frame([1, 2], [1, 2], 100, 100, 1.0, [0.5, 0.5, 0.5])
