@@ -243,6 +243,7 @@ def run_budget(folder: Path, tuner_dir: Path) -> dict[str, Any]:
     log(f"fitted in {seconds['fit']:.1f} s")
 
     result.predictions.to_parquet(folder / PREDICTIONS_FILE, index=False)
+    served = served_quality(model, truth)
     wall = sum(seconds.values())
     cpu = own_cpu_s() - cpu0
     busy = machine_busy_s() - busy0
@@ -270,6 +271,23 @@ def run_budget(folder: Path, tuner_dir: Path) -> dict[str, Any]:
         "folds": [f.to_dict() for f in result.folds],
         "gates": validation.decision.to_dict(),
         "summary": {str(i): _clean(r) for i, r in table.to_dict(orient="index").items()},
+        "served": served,
+    }
+
+
+def served_quality(model: Any, truth: Any) -> dict[str, Any]:
+    """The fitted model as the server answers (its fast path), on the truth
+    rows of the last 26 weeks (``autoroi.evaluation.truth``)."""
+    from autoroi.evaluation.truth import by_type, score_truth
+    from autoroi.model.fastpath import FastPredictor
+
+    fast = FastPredictor.build(model)
+    score = score_truth(fast.predict_frame, truth)
+    types = by_type(score)
+    return {
+        "metrics": _clean(score.metrics),
+        "by_type": {str(k): _clean(r) for k, r in types.to_dict(orient="index").items()},
+        "uptake": dict(model.uptake),
     }
 
 
@@ -522,6 +540,37 @@ def render(info: dict[str, Any], inputs: dict[str, Any], res: dict[str, Any], v:
         f"  {'PASS' if v['budget_ok'] else 'FAIL'}  training budget under {TARGET_BUDGET_S:.0f} s"
         f"  [{res['budget_s']:.1f} s on {info['cores']} cores, others' cores {res['others_cores']:.2f}]"
     )
+    sv = res.get("served")
+    if sv:
+        sm = sv["metrics"]
+        out += [
+            "",
+            f"Served ROI against the truth (issue 12): the fitted model through the server's fast path,"
+            f" {int(sm['rows']):,} truth rows of the last 26 weeks ({int(sm['rows_refused'])} refused),"
+            f" {int(sm['programs'])} programs; true mean ROI {_f(sm['true_mean_roi'], '+.3f')}",
+        ]
+        for name, key, ok in (
+            ("|mean ROI bias| <= 0.05", "roi_bias", lambda x: abs(x) <= 0.05),
+            ("ROI MAE <= 0.15", "roi_mae", lambda x: x <= 0.15),
+            ("ROI Spearman >= 0.90", "roi_spearman", lambda x: x >= 0.90),
+            ("balanced accuracy of pays back >= 0.90", "roi_balanced_accuracy", lambda x: x >= 0.90),
+            ("program-level ROI MAE <= 0.10", "program_roi_mae", lambda x: x <= 0.10),
+        ):
+            x = sm.get(key)
+            verdict = "PASS" if x is not None and ok(x) else "FAIL"
+            out.append(f"  {verdict}  {name}  [{_f(x, '+.3f' if key == 'roi_bias' else '.3f')}]")
+        out.append(
+            f"  AUC of pays back {_f(sm.get('roi_auc'))}; served / true: units with"
+            f" {_f(sm['units_with_ratio'])}, without {_f(sm['units_without_ratio'])}, incremental"
+            f" {_f(sm['incremental_ratio'])} (true: net of pull-forward), cost {_f(sm['cost_ratio'])}"
+        )
+        out.append(
+            "  by type (true -> served mean ROI): "
+            + ", ".join(
+                f"{k} {v['true_roi']:+.2f} -> {v['served_roi']:+.2f} ({int(v['rows'])})"
+                for k, v in sv["by_type"].items()
+            )
+        )
     fl = res.get("floors") or {}
     if fl and "error" not in fl:
         cw = fl["models"].get("candidate")

@@ -29,9 +29,15 @@ incentive_amount}``. Its features come from three places:
   lags are the last observed units); for an earlier week, the cell's first
   row.
 
-The *baseline* (counterfactual) of a scenario is the same row with
-``incentive_type="none"``, amount 0 and every treatment off
-(:func:`without_incentive`): everything else stays as it was.
+A served scenario of a week the master table has runs on top of the programs
+that ran in that cell-week (its *background*: ``ran_<type>`` in the context,
+the depth of each type's program; ``FeatureSpec.background``): their
+treatments are on beside the scenario's own type, which replaces a program of
+the same type. The *baseline* (counterfactual) of a scenario is the same row
+without its own incentive, the background still on (:func:`without_scenario`);
+the regular buyers, who may take it, are those of the row without any
+incentive (:func:`without_incentive`). A week after the data has no
+background. Everything else stays as it was.
 
 A training row is a master row seen as the scenario that happened
 (:func:`observed_scenarios`): every incentive type that was active in the
