@@ -364,6 +364,13 @@ class TrainingConfig(_Section):
         None, ge=1, description="epochs of the backtest and final fit (default: the best trial's epochs)"
     )
     gbm_iterations: int = Field(100, ge=1, description="boosting iterations of the hist_gbm baseline")
+    ensemble_members: int = Field(
+        5,
+        ge=1,
+        le=32,
+        description="networks of the final fit (a deep ensemble on bootstrap reweightings of the cells):"
+        " the served ROI interval comes from their spread; 1: no interval",
+    )
     on_master_change: bool = Field(
         True, description="ingest runs train (nested, dsl.If) when it published a new master version"
     )

@@ -237,6 +237,7 @@ def run_fit(
         epochs=epochs,
         seed=cfg.training.seed,
         metadata={"master_version": master_version},
+        members=cfg.training.ensemble_members,
     )
     path = save_model(Path(directory) / MODEL_DIR, model, overwrite=True)
     record_samples(path, master)  # the deploy pipeline's smoke test replays these

@@ -238,7 +238,9 @@ def run_budget(folder: Path, tuner_dir: Path) -> dict[str, Any]:
     log(f"validated in {seconds['validate']:.1f} s")
 
     t0 = time.perf_counter()
-    model = train_model(master, tuning.best_hyperparameters, epochs=epochs, seed=cfg.seed)
+    model = train_model(
+        master, tuning.best_hyperparameters, epochs=epochs, seed=cfg.seed, members=cfg.ensemble_members
+    )
     seconds["fit"] = time.perf_counter() - t0
     log(f"fitted in {seconds['fit']:.1f} s")
 

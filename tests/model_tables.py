@@ -114,7 +114,8 @@ def _trained(epochs: int, seed: int):
     from autoroi.model.train import train_model  # TensorFlow only for the tests that need it
 
     master, _ = simulated_master()
-    return train_model(master, TINY_HP, epochs=epochs, seed=seed, version="test-v1")
+    # three members: the served answers carry an interval
+    return train_model(master, TINY_HP, epochs=epochs, seed=seed, version="test-v1", members=3)
 
 
 def trained_model(epochs: int = 3, seed: int = 7):

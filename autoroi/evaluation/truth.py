@@ -22,6 +22,7 @@ import pandas as pd
 
 from autoroi.evaluation.metrics import roi_metrics
 from autoroi.model import features as F
+from autoroi.model.roi import INTERVAL_COLUMNS
 
 PredictFrame = Callable[[pd.DataFrame], pd.DataFrame]
 DEFAULT_WEEKS = 26
@@ -52,8 +53,16 @@ def score_truth(predict: PredictFrame, truth: pd.DataFrame, weeks: int = DEFAULT
     out = pd.concat(answers).sort_index() if answers else pd.DataFrame()
     t = t[keep].reset_index(drop=True)
     out = out.reset_index(drop=True)
-    for c in ("roi", "predicted_units", "baseline_units", "incremental_units", "incentive_cost"):
-        t[f"pred_{c}"] = out[c].to_numpy() if len(out) else np.array([])
+    for c in (
+        "roi",
+        "predicted_units",
+        "baseline_units",
+        "incremental_units",
+        "incentive_cost",
+        *INTERVAL_COLUMNS,
+    ):
+        if c in out.columns:
+            t[f"pred_{c}"] = out[c].to_numpy()
     t["pred_profit"] = out["incremental_profit"].to_numpy() if len(out) else np.array([])
     t["true_net_profit"] = t["incremental_profit"] - t["incentive_cost"]
     if F.CELL_LEVEL in out.columns:
@@ -82,6 +91,11 @@ def score_truth(predict: PredictFrame, truth: pd.DataFrame, weeks: int = DEFAULT
             "cost_ratio": float(t["pred_incentive_cost"].sum() / t["incentive_cost"].sum()),
         }
     )
+    if "pred_roi_lower" in t.columns:
+        inside = (t["roi"] >= t["pred_roi_lower"]) & (t["roi"] <= t["pred_roi_upper"])
+        known = t["pred_roi_lower"].notna()
+        m["interval_coverage"] = float(inside[known].mean()) if known.any() else float("nan")
+        m["interval_median_width"] = float((t["pred_roi_upper"] - t["pred_roi_lower"])[known].median())
     return TruthScore({k: float(v) for k, v in m.items()}, t, programs.reset_index())
 
 

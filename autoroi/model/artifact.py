@@ -48,15 +48,26 @@ ARTIFACT_FILES = (MODEL_FILE, PREPROCESSING_FILE, CONTEXT_FILE)
 PREDICT_CHUNK = 65_536
 
 
-def predict_rates(network: keras.Model, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Expected units for preprocessed inputs: one forward pass per chunk, no
-    dropout. The training path and the loaded artifact both predict here."""
+def predict_member_rates(network: keras.Model, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Expected units for preprocessed inputs, one column per ensemble member
+    (``(rows, members)``; one column for a single network): one forward pass
+    per chunk, no dropout. The training path and the loaded artifact both
+    predict here."""
     n = len(next(iter(inputs.values())))
-    out = np.empty(n, dtype=np.float64)
+    parts = []
     for lo in range(0, n, PREDICT_CHUNK):
         part = {k: v[lo : lo + PREDICT_CHUNK] for k, v in inputs.items()}
-        out[lo : lo + PREDICT_CHUNK] = np.asarray(network(part, training=False), dtype=np.float64).reshape(-1)
-    return out
+        parts.append(
+            np.asarray(network(part, training=False), dtype=np.float64).reshape(
+                len(part[next(iter(part))]), -1
+            )
+        )
+    return np.concatenate(parts) if parts else np.empty((0, 1))
+
+
+def predict_rates(network: keras.Model, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Expected units for preprocessed inputs: the mean over the ensemble's members."""
+    return predict_member_rates(network, inputs).mean(axis=1)
 
 
 @dataclass
@@ -79,6 +90,14 @@ class RoiModel:
     # -- the training path: feature rows in, units out ---------------------------------
     def predict_features(self, frame: pd.DataFrame) -> np.ndarray:
         return predict_rates(self.network, self.preprocessor.transform(frame))
+
+    def predict_members(self, frame: pd.DataFrame) -> np.ndarray:
+        """Units per ensemble member, ``(rows, members)``: the spread the ROI interval comes from."""
+        return predict_member_rates(self.network, self.preprocessor.transform(frame))
+
+    @property
+    def members(self) -> int:
+        return int(self.network.outputs[0].shape[-1] or 1)
 
     # -- the serving path: scenarios in ------------------------------------------------
     def check(self, scenarios: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -116,13 +135,15 @@ class RoiModel:
         which precomputes this method's lookups and compiles the network, and
         is tested (and checked at load) to give the same numbers."""
         feats = self.features(scenarios)
-        out = score_features(self.predict_features, feats, self.take_rates, self.uptake)
+        out = score_features(self.predict_members, feats, self.take_rates, self.uptake)
         out.insert(0, F.REGION, feats[F.REGION].to_numpy())
         out.insert(1, F.VEHICLE_MODEL, feats[F.VEHICLE_MODEL].to_numpy())
         out.insert(2, F.WEEK, pd.to_datetime(feats[F.WEEK]).dt.strftime("%Y-%m-%d").to_numpy())
         out.insert(3, F.INCENTIVE_TYPE, feats[F.INCENTIVE_TYPE].to_numpy())
         out.insert(4, F.INCENTIVE_AMOUNT, feats[F.INCENTIVE_AMOUNT].to_numpy())
         out[F.CELL_LEVEL] = feats[F.CELL_LEVEL].to_numpy()
+        out[F.CONTEXT_REGION] = feats[F.CONTEXT_REGION].to_numpy()
+        out[F.CONTEXT_MODEL] = feats[F.CONTEXT_MODEL].to_numpy()
         out["model_version"] = self.version
         return out
 

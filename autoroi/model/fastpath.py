@@ -36,7 +36,8 @@ How (:class:`FastPredictor`):
   float32 rest), with the scenarios and their baselines (the same rows without
   incentive) in one call, in the same order as ``RoiModel.predict`` stacks
   them;
-- **the ROI** comes from :func:`autoroi.model.roi.roi_columns`, the one formula.
+- **the ROI** comes from :func:`autoroi.model.roi.member_roi_columns`, the one formula (with
+  the interval from the ensemble members' units, which the network returns side by side).
 
 Parity: the network's inputs are the reference's, bit for bit (the same
 float64 arithmetic and one cast to float32), and the graph gives the eager
@@ -74,7 +75,7 @@ import pandas as pd
 from autoroi.errors import AutoroiError
 from autoroi.model import features as F
 from autoroi.model.preprocess import DEPTH_INPUT, NUMERIC_INPUT, TREAT_INPUT, input_name
-from autoroi.model.roi import ROI_COLUMNS, roi_columns
+from autoroi.model.roi import INTERVAL_COLUMNS, ROI_COLUMNS, member_roi_columns
 
 if TYPE_CHECKING:
     from autoroi.model.artifact import RoiModel
@@ -91,7 +92,10 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
     F.INCENTIVE_TYPE,
     F.INCENTIVE_AMOUNT,
     *ROI_COLUMNS,
+    *INTERVAL_COLUMNS,
     F.CELL_LEVEL,
+    F.CONTEXT_REGION,
+    F.CONTEXT_MODEL,
     MODEL_VERSION,
 )
 # categoricals the request gives (per pair); every other one comes from the context row
@@ -169,7 +173,8 @@ class CompiledNetwork:
         def run(ints: Any, floats: Any) -> Any:
             x = {s.name: ints[:, s.offset : s.offset + s.width] for s in int_slots}
             x.update({s.name: floats[:, s.offset : s.offset + s.width] for s in float_slots})
-            return tf.reshape(network(x, training=False), [-1])
+            units = network(x, training=False)  # (rows, members)
+            return tf.reshape(units, [tf.shape(ints)[0], -1])
 
         fn = tf.function(
             run,
@@ -230,6 +235,7 @@ class CompiledNetwork:
             ctx.function_call_options = saved
 
     def __call__(self, ints: np.ndarray, floats: np.ndarray) -> np.ndarray:
+        """Units per row and ensemble member, ``(rows, members)``."""
         call = self._direct or self._public
         return call(ints, floats).numpy().astype(np.float64)
 
@@ -327,6 +333,8 @@ class FastPredictor:
         self._msrp = np.where(msrp > 0, msrp, np.nan)  # scenario_features: amount / MSRP where MSRP > 0
         self._margin = feats[F.UNIT_MARGIN].to_numpy(np.float64)
         self._level = feats[F.CELL_LEVEL].to_numpy(dtype=object)
+        self._ctx_region = feats[F.CONTEXT_REGION].to_numpy(dtype=object)
+        self._ctx_model = feats[F.CONTEXT_MODEL].to_numpy(dtype=object)
         # a "none" scenario's treatments are the programs that ran (its background)
         spec = self.model.spec
         self._bg_treat = np.nan_to_num(feats[list(spec.treat_columns)].to_numpy(np.float64), nan=0.0)
@@ -558,21 +566,22 @@ class FastPredictor:
             F.INCENTIVE_AMOUNT: amt,
         }
         if self._uptake is None:
-            out.update(roi_columns(units[:n], units[n:], amt, self._margin[row], self._rate[kind_ids]))
+            out.update(member_roi_columns(units[:n], units[n:], amt, self._margin[row], self._rate[kind_ids]))
         else:
-            regular = units[2 * n :] * crowding
             out.update(
-                roi_columns(
+                member_roi_columns(
                     units[:n],
                     units[n : 2 * n],
                     amt,
                     self._margin[row],
                     self._rate[kind_ids],
                     self._uptake[kind_ids],
-                    regular,
+                    units[2 * n :] * crowding[:, None],
                 )
             )
         out[F.CELL_LEVEL] = self._level[row]
+        out[F.CONTEXT_REGION] = self._ctx_region[row]
+        out[F.CONTEXT_MODEL] = self._ctx_model[row]
         out[MODEL_VERSION] = np.full(n, self.version, dtype=object)
         return out
 
@@ -663,7 +672,7 @@ def compare(
         a, b = np.asarray(got[c]), want[c].to_numpy()
         if len(a) != len(b):
             problems.append(f"{c}: {len(a)} rows, expected {len(b)}")
-        elif c in ROI_COLUMNS or c == F.INCENTIVE_AMOUNT:
+        elif c in ROI_COLUMNS or c in INTERVAL_COLUMNS or c == F.INCENTIVE_AMOUNT:
             x, y = a.astype(np.float64), b.astype(np.float64)
             bad = ~np.isclose(x, y, rtol=rtol, atol=atol, equal_nan=True)
             if bad.any():

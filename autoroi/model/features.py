@@ -97,6 +97,8 @@ from autoroi.source.schema import INCENTIVE_TYPES
 
 WEEK = "week_start"  # Monday of the week (date)
 CELL_LEVEL = "cell_level"
+CONTEXT_REGION = "context_region"  # the (possibly coarser) cell whose context answered a scenario
+CONTEXT_MODEL = "context_vehicle_model"
 REGION = "region"  # for super-region levels: the super region
 VEHICLE_MODEL = "vehicle_model"  # for segment levels: the segment
 SEGMENT = "segment"
@@ -710,7 +712,7 @@ def scenario_features(
             beside = (kind != t) & (ran > 0)
             s[TREAT[t]] = np.where(beside, 1.0, s[TREAT[t]].to_numpy())
             s[DEPTH[t]] = np.where(beside, ran, s[DEPTH[t]].to_numpy())
-    s = s.rename(columns={"_r": "context_region", "_m": "context_vehicle_model"})
+    s = s.rename(columns={"_r": CONTEXT_REGION, "_m": CONTEXT_MODEL})
     missing = [c for c in spec.numeric if c not in s.columns]
     if missing:
         raise KeyError(f"context table lacks feature columns {missing}")

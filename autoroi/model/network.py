@@ -212,3 +212,23 @@ def make_optimizer(learning_rate: float, decay_steps: int | None = None) -> kera
 def decay_steps_for(rows: int, batch_size: int, epochs: int) -> int:
     """Batches in ``epochs`` epochs over ``rows`` rows."""
     return max(1, int(epochs) * max(1, math.ceil(rows / max(1, int(batch_size)))))
+
+
+def build_ensemble(members: list[keras.Model]) -> keras.Model:
+    """One model over the members' shared inputs whose output is each member's
+    units side by side, ``(rows, len(members))``: one artifact file, one
+    forward pass for the server. A single member is returned as it is."""
+    if len(members) == 1:
+        return members[0]
+    for k, m in enumerate(members):
+        m.name = f"member_{k}"  # unique names inside the one model
+    first = members[0]
+    inputs = {
+        name: keras.Input(shape=t.shape[1:], dtype=t.dtype, name=name) for name, t in _named_inputs(first)
+    }
+    outs = [m(inputs) for m in members]
+    return keras.Model(inputs=inputs, outputs=layers.Concatenate(name="members")(outs), name="roi_ensemble")
+
+
+def _named_inputs(model: keras.Model) -> list[tuple[str, Any]]:
+    return [(t.name.split(":")[0] if hasattr(t, "name") else str(i), t) for i, t in enumerate(model.inputs)]

@@ -50,6 +50,9 @@ ROI_COLUMNS = (
     "incremental_profit",
     "roi",
 )
+# the ROI's 90 % interval and P(ROI > 0), from the ensemble's members (roi_interval)
+INTERVAL_COLUMNS = ("roi_lower", "roi_upper", "prob_pays_back")
+INTERVAL_LEVEL = 0.90
 
 
 def _f64(x: ArrayLike, n: int | None = None) -> np.ndarray:
@@ -125,33 +128,122 @@ def roi_frame(
     )
 
 
+def roi_interval(
+    roi: ArrayLike, member_roi: ArrayLike, level: float = INTERVAL_LEVEL
+) -> dict[str, np.ndarray]:
+    """The ROI's interval and the probability that it pays back, from the
+    ROI of each ensemble member (``(rows, members)``) around the point
+    estimate ``roi`` (the ROI of the members' mean units).
+
+    The members are networks fitted on Bayesian-bootstrap reweightings of the
+    cells (``train.train_model``): their spread is the model's own
+    uncertainty about the cell's ROI. With few members the spread is itself
+    uncertain, so the interval is Student's t prediction interval,
+    ``roi +- t(K-1) x sd x sqrt(1 + 1/K)``, and ``prob_pays_back`` is the t
+    distribution's mass above 0. NaN where the ROI is undefined or there is
+    one member (nothing to measure a spread from)."""
+    from scipy import stats
+
+    point = _f64(roi)
+    m = np.asarray(member_roi, dtype=np.float64).reshape(len(point), -1)
+    k = m.shape[1]
+    nan = np.full(len(point), np.nan)
+    if k < 2:
+        return {"roi_lower": nan, "roi_upper": nan.copy(), "prob_pays_back": nan.copy()}
+    with np.errstate(invalid="ignore"):
+        scale = np.std(m, axis=1, ddof=1) * np.sqrt(1 + 1 / k) if len(m) else nan
+    scale = np.where(np.isfinite(point), np.maximum(scale, 1e-9), np.nan)
+    t = float(stats.t.ppf(0.5 + level / 2, k - 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prob = np.where(np.isfinite(point), stats.t.cdf(point / scale, k - 1), np.nan)
+    return {"roi_lower": point - t * scale, "roi_upper": point + t * scale, "prob_pays_back": prob}
+
+
 def score_features(
     predict_fn: Callable[[pd.DataFrame], Any],
     feats: pd.DataFrame,
     take_rates: Mapping[str, float],
     uptake: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
-    """The ROI columns of served feature rows (``features.scenario_features``):
-    units with the scenario, without it (the programs that ran beside it still
-    on) and, for the regular buyers, without any incentive
-    (``features.scenario_units``). The one place the reference path, the
-    backtest and the reports turn feature rows into ROI."""
+    """The ROI columns and the interval of served feature rows
+    (``features.scenario_features``): units with the scenario, without it (the
+    programs that ran beside it still on) and, for the regular buyers, without
+    any incentive (``features.scenario_units``). ``predict_fn`` gives units
+    per row, or per row and ensemble member (``RoiModel.predict_members``):
+    the point estimate is the ROI of the members' mean units, the interval
+    comes from each member's own ROI (:func:`roi_interval`). The one place the
+    reference path, the backtest and the reports turn feature rows into ROI."""
     kind = feats[F.INCENTIVE_TYPE]
+    amount, margin = feats[F.INCENTIVE_AMOUNT], feats[F.UNIT_MARGIN]
+    rate = F.take_rate_of(kind, take_rates)
+    n = len(feats)
+
+    def members(frame: pd.DataFrame) -> np.ndarray:
+        return np.asarray(predict_fn(frame), dtype=np.float64).reshape(len(frame), -1)
+
     if not uptake:
-        pred, base = F.counterfactual_units(predict_fn, feats)
-        return roi_frame(
-            pred, base, feats[F.INCENTIVE_AMOUNT], feats[F.UNIT_MARGIN], F.take_rate_of(kind, take_rates)
-        )
-    pred, base, bare = F.scenario_units(predict_fn, feats)
-    return roi_frame(
-        pred,
-        base,
-        feats[F.INCENTIVE_AMOUNT],
-        feats[F.UNIT_MARGIN],
-        F.take_rate_of(kind, take_rates),
-        F.uptake_of(kind, uptake),
-        bare * F.crowding(feats, uptake),
+        units = members(pd.concat([feats, F.without_scenario(feats)], ignore_index=True))
+        stack = (units[:n], units[n:])
+        extra: tuple[Any, ...] = ()
+    else:
+        stacked = pd.concat([feats, F.without_scenario(feats), F.without_incentive(feats)], ignore_index=True)
+        units = members(stacked)
+        crowd = F.crowding(feats, uptake)
+        stack = (units[:n], units[n : 2 * n])
+        extra = (F.uptake_of(kind, uptake), units[2 * n :] * crowd[:, None])
+    return member_roi_frame(stack[0], stack[1], amount, margin, rate, *extra)
+
+
+def member_roi_frame(
+    predicted: np.ndarray,
+    baseline: np.ndarray,
+    amount: ArrayLike,
+    unit_margin: ArrayLike,
+    take_rate: ArrayLike,
+    uptake: ArrayLike | None = None,
+    regular: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """:func:`roi_columns` of the members' mean units plus :func:`roi_interval`
+    from each member's ROI; units ``(rows, members)``."""
+    return pd.DataFrame(
+        member_roi_columns(predicted, baseline, amount, unit_margin, take_rate, uptake, regular)
     )
+
+
+def member_roi_columns(
+    predicted: np.ndarray,
+    baseline: np.ndarray,
+    amount: ArrayLike,
+    unit_margin: ArrayLike,
+    take_rate: ArrayLike,
+    uptake: ArrayLike | None = None,
+    regular: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """The columns of :func:`member_roi_frame` as arrays (the fast path's)."""
+    mean_regular = None if regular is None else regular.mean(axis=1)
+    out = roi_columns(
+        predicted.mean(axis=1), baseline.mean(axis=1), amount, unit_margin, take_rate, uptake, mean_regular
+    )
+    k = predicted.shape[1]
+    if k > 1:
+        each = np.column_stack(
+            [
+                roi_columns(
+                    predicted[:, j],
+                    baseline[:, j],
+                    amount,
+                    unit_margin,
+                    take_rate,
+                    uptake,
+                    None if regular is None else regular[:, j],
+                )["roi"]
+                for j in range(k)
+            ]
+        )
+    else:
+        each = out["roi"][:, None]
+    out.update(roi_interval(out["roi"], each))
+    return out
 
 
 def roi_records(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -76,12 +76,16 @@ def fit_units_model(
     deadline: float | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int = 0,
+    sample_weight: np.ndarray | None = None,
+    preprocessor: Preprocessor | None = None,
 ) -> FittedNetwork:
     """Fit on feature rows (``features.training_frame``). With ``val``, early
-    stopping on the validation loss restores the best epoch's weights."""
+    stopping on the validation loss restores the best epoch's weights;
+    ``sample_weight`` weighs the rows' loss (an ensemble member's bootstrap);
+    ``preprocessor`` reuses one fitted before (the members share theirs)."""
     p = hyperparameters(hp)
     seed_everything(seed)
-    prep = Preprocessor.fit(train, spec)
+    prep = preprocessor or Preprocessor.fit(train, spec)
     net = build_network(
         prep.vocab_sizes,
         prep.n_numeric,
@@ -100,6 +104,7 @@ def fit_units_model(
     hist = net.fit(
         prep.transform(train),
         train[F.UNITS].to_numpy(np.float32),
+        sample_weight=None if sample_weight is None else np.asarray(sample_weight, dtype=np.float32),
         batch_size=p["batch_size"],
         epochs=epochs,
         validation_data=val_data,
@@ -117,6 +122,19 @@ def fit_units_model(
     )
 
 
+def cell_bootstrap_weights(frame: pd.DataFrame, seed: int) -> np.ndarray:
+    """Bayesian-bootstrap row weights: one Exp(1) draw per cell (region x
+    vehicle model), shared by its weeks, normalized to mean 1. Why cells: a
+    cell's weeks are one correlated series, so resampling weeks would
+    understate how much the fit depends on which cells it saw; why Bayesian
+    (continuous weights, none zero): every cell keeps some say, so no member
+    meets a cell it never saw."""
+    keys = pd.MultiIndex.from_frame(frame[[F.REGION, F.VEHICLE_MODEL]].astype(str))
+    codes, uniques = pd.factorize(keys)
+    w = np.random.default_rng(seed).exponential(1.0, len(uniques))[codes]
+    return w / w.mean()
+
+
 def train_model(
     master: pd.DataFrame,
     hp: Mapping[str, Any] | None = None,
@@ -127,25 +145,62 @@ def train_model(
     spec: F.FeatureSpec = F.DEFAULT_SPEC,
     metadata: Mapping[str, Any] | None = None,
     verbose: int = 0,
+    members: int = 1,
 ) -> RoiModel:
     """Final fit on every row of ``master`` for a fixed number of epochs (the
-    tuned ones), with the context table and take rates serving needs."""
+    tuned ones), with the context table and take rates serving needs.
+
+    ``members > 1`` fits a deep ensemble: that many networks, each with its
+    own seed on its own Bayesian-bootstrap reweighting of the cells
+    (:func:`cell_bootstrap_weights`), saved as one network whose output is
+    every member's units. The served ROI is that of their mean units; its
+    interval comes from their spread (``roi.roi_interval``)."""
+    from autoroi.model.network import build_ensemble
+
+    if members < 1:
+        raise ValueError(f"members must be at least 1, got {members}")
     frame = F.training_frame(master, spec)
-    fitted = fit_units_model(frame, hp, epochs=epochs, seed=seed, spec=spec, verbose=verbose)
-    log.info("fitted %d rows in %.1f s (%d epochs)", len(frame), fitted.seconds, fitted.epochs_run)
-    pred, base = F.counterfactual_units(fitted.predict_features, frame)
+    fits: list[FittedNetwork] = []
+    prep = None
+    for k in range(members):
+        weights = None if members == 1 else cell_bootstrap_weights(frame, seed * 1000 + k)
+        fitted = fit_units_model(
+            frame,
+            hp,
+            epochs=epochs,
+            seed=seed + k,
+            spec=spec,
+            verbose=verbose,
+            sample_weight=weights,
+            preprocessor=prep,
+        )
+        prep = fitted.preprocessor
+        fits.append(fitted)
+        log.info(
+            "fitted member %d/%d: %d rows in %.1f s (%d epochs)",
+            k + 1,
+            members,
+            len(frame),
+            fitted.seconds,
+            fitted.epochs_run,
+        )
+    network = build_ensemble([f.network for f in fits])
+    mean_units = lambda f: predict_rates(network, fits[0].preprocessor.transform(f))  # noqa: E731
+    pred, base = F.counterfactual_units(mean_units, frame)
     return RoiModel(
-        network=fitted.network,
-        preprocessor=fitted.preprocessor,
+        network=network,
+        preprocessor=fits[0].preprocessor,
         context=F.build_context(master, spec),
         take_rates=F.estimate_take_rates(frame),
         uptake=F.estimate_uptake(frame, pred, base),
-        hyperparameters=fitted.hyperparameters,
+        hyperparameters=fits[0].hyperparameters,
         version=version,
         metadata={
             "epochs": epochs,
             "seed": seed,
             "rows": len(frame),
+            "members": members,
+            "fit_seconds": round(sum(f.seconds for f in fits), 2),
             "incentive_types_seen": [t for t in spec.treatments if frame[F.TREAT[t]].sum() > 0],
             "weeks": [str(frame[F.WEEK].min().date()), str(frame[F.WEEK].max().date())],
             **dict(metadata or {}),

@@ -1,7 +1,11 @@
 """What the model server answers, per protocol, from ``RoiModel.predict``'s frame.
 
 One list of outputs for both protocols (:data:`OUTPUTS`): the ROI columns of
-``autoroi.model.roi`` and the context cell level the prediction used. v1 gives
+``autoroi.model.roi``, the ROI's 90 % interval and ``prob_pays_back`` (from the
+ensemble's members; null for a model of one network), and the cell that
+answered: its level and its names (``context_region``,
+``context_vehicle_model``: the requested cell, or the coarser one
+k-anonymity merged it into). v1 gives
 one object per scenario (the scenario as the model read it, the outputs and
 the model version); v2 gives one tensor per output, in request order, with the
 model version in the response's ``model_version``.
@@ -21,11 +25,11 @@ import numpy as np
 import pandas as pd
 
 from autoroi.model import features as F
-from autoroi.model.roi import ROI_COLUMNS
+from autoroi.model.roi import INTERVAL_COLUMNS, ROI_COLUMNS
 from autoroi.serving.validation import FIELDS, STRING_DATATYPE, STRING_FIELDS
 
-NUMBER_OUTPUTS: tuple[str, ...] = ROI_COLUMNS
-OUTPUTS: tuple[str, ...] = (*ROI_COLUMNS, F.CELL_LEVEL)
+NUMBER_OUTPUTS: tuple[str, ...] = (*ROI_COLUMNS, *INTERVAL_COLUMNS)
+OUTPUTS: tuple[str, ...] = (*NUMBER_OUTPUTS, F.CELL_LEVEL, F.CONTEXT_REGION, F.CONTEXT_MODEL)
 FLOAT_DATATYPE = "FP64"
 MODEL_VERSION = "model_version"
 
@@ -64,7 +68,8 @@ def v1_predictions(frame: Columns, version: str | None) -> list[dict[str, Any]]:
     cols = {c: _values(frame[c]) for c in (*FIELDS, *OUTPUTS)}
     numbers = [(o, cols[o]) for o in NUMBER_OUTPUTS]
     fields = [(f, cols[f]) for f in FIELDS]
-    amounts, levels = cols[F.INCENTIVE_AMOUNT], cols[F.CELL_LEVEL]
+    texts = [(o, cols[o]) for o in OUTPUTS if o not in NUMBER_OUTPUTS]
+    amounts = cols[F.INCENTIVE_AMOUNT]
     out = []
     for i in range(len(amounts)):
         rec: dict[str, Any] = {f: values[i] for f, values in fields}
@@ -72,7 +77,8 @@ def v1_predictions(frame: Columns, version: str | None) -> list[dict[str, Any]]:
         for o, values in numbers:
             v = float(values[i])
             rec[o] = v if math.isfinite(v) else None
-        rec[F.CELL_LEVEL] = str(levels[i])
+        for o, values in texts:
+            rec[o] = str(values[i])
         rec[MODEL_VERSION] = version
         out.append(rec)
     return out

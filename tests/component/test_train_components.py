@@ -47,6 +47,7 @@ def _cfg(lake: Path, truth: Path | None, **training):
                 "max_trials": 2,
                 "max_seconds": 60,
                 "epochs": 3,
+                "ensemble_members": 2,
                 "truth_path": str(truth) if truth else None,
                 **training,
             },

@@ -31,6 +31,7 @@ TINY_TRAINING = {
     "max_trials": 2,
     "max_seconds": 60,
     "epochs": 3,
+    "ensemble_members": 2,
 }
 
 

@@ -62,6 +62,7 @@ def multi_level_model() -> Any:
         preprocessor=base.preprocessor,
         context=context,
         take_rates=dict(base.take_rates),
+        uptake=dict(base.uptake),
         hyperparameters=dict(base.hyperparameters),
         version="multi-level",
         metadata=dict(base.metadata),

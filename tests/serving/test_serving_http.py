@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from autoroi.model import features as F
-from autoroi.serving.outputs import OUTPUTS
+from autoroi.serving.outputs import NUMBER_OUTPUTS, OUTPUTS
 from autoroi.serving.validation import FIELDS
 from tests.serving.conftest import MAX_BATCH
 
@@ -134,15 +134,33 @@ def test_v2_agrees_with_v1(client: httpx.Client, v2_schema: Callable[[str, Any],
     assert [o["name"] for o in answer["outputs"]] == list(OUTPUTS)
     for o in answer["outputs"]:
         assert o["shape"] == [len(SCENARIOS)]
-        assert o["datatype"] == ("BYTES" if o["name"] == "cell_level" else "FP64")
+        assert o["datatype"] == ("FP64" if o["name"] in NUMBER_OUTPUTS else "BYTES")
     got = outputs_by_name(answer)
     for c in OUTPUTS:  # the same numbers, to the last bit: one model, one batch
         assert got[c] == [p[c] for p in v1], c
+
     # the answer is an inference_response of the spec, but for KServe's "parameters": null
     # (strip_nulls); an undefined ROI is null too (JSON has no NaN), so check one without
     assert got["roi"][1] is None
     defined = client.post(V2, json=v2_body([SCENARIOS[0], SCENARIOS[2], SCENARIOS[3]])).json()
     v2_schema("inference_response", strip_nulls(defined))
+
+
+def test_every_answer_carries_its_interval_and_the_cell_that_answered(client: httpx.Client) -> None:
+    v1 = client.post(V1, json={"instances": SCENARIOS}).json()["predictions"]
+    v2 = outputs_by_name(client.post(V2, json=v2_body(SCENARIOS)).json())
+    rows = [{c: v2[c][i] for c in OUTPUTS} for i in range(len(SCENARIOS))]
+    for answers in (v1, rows):
+        for a in answers:
+            assert a["context_region"] and a["context_vehicle_model"] and a["cell_level"]
+            if a["roi"] is None:  # nothing to pay back: no interval either
+                assert a["roi_lower"] is None and a["prob_pays_back"] is None
+                continue
+            assert a["roi_lower"] < a["roi"] < a["roi_upper"], a
+            assert 0.0 <= a["prob_pays_back"] <= 1.0
+            # the interval is the model's own: centred on its ROI, and P(ROI > 0) on its side of 0.5
+            assert (a["prob_pays_back"] > 0.5) == (a["roi"] > 0)
+        assert any(a["roi"] is not None for a in answers)
 
 
 def strip_nulls(doc: Any) -> Any:

@@ -325,7 +325,12 @@ def predicted() -> pd.DataFrame:
     frame["incentive_cost"] = [18750.0, 0.0]
     frame["incremental_profit"] = [-3750.0, 0.0]
     frame["roi"] = [-0.2, np.nan]
+    frame["roi_lower"] = [-0.5, np.nan]
+    frame["roi_upper"] = [0.1, np.nan]
+    frame["prob_pays_back"] = [0.12, np.nan]
     frame[F.CELL_LEVEL] = "region_model"
+    frame[F.CONTEXT_REGION] = frame[F.REGION]
+    frame[F.CONTEXT_MODEL] = frame[F.VEHICLE_MODEL]
     return frame
 
 
@@ -340,10 +345,15 @@ def test_v1_predictions_are_json_ready() -> None:
         "incentive_cost": 18750.0,
         "incremental_profit": -3750.0,
         "roi": -0.2,
+        "roi_lower": -0.5,
+        "roi_upper": 0.1,
+        "prob_pays_back": 0.12,
         "cell_level": "region_model",
+        "context_region": GOOD["region"],
+        "context_vehicle_model": GOOD["vehicle_model"],
         "model_version": "v1",
     }
-    assert recs[1]["roi"] is None  # undefined ROI: null, never NaN
+    assert recs[1]["roi"] is None and recs[1]["roi_lower"] is None  # undefined: null, never NaN
 
 
 def test_v2_outputs_and_metadata_agree() -> None:
