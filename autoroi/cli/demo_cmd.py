@@ -181,25 +181,16 @@ def _start_endpoint(cfg: Any) -> str:
 
 def _show_predictions(url: str, instances: list[dict[str, Any]]) -> None:
     import httpx
-    from rich.table import Table
 
-    from autoroi.cli.render import console
+    from autoroi.cli.render import console, roi_table
     from autoroi.errors import AutoroiError
 
     r = httpx.post(f"{url}/v1/models/roi:predict", json={"instances": instances}, timeout=60)
     if r.status_code != 200:
         raise AutoroiError(f"the local endpoint answered {r.status_code}: {r.text[:300]}")
     body = r.json()
-    table = Table(title=f"sample predictions through {url} (model {body.get('model_version')})")
-    cols = ("region", "vehicle_model", "week_start", "incentive_type", "incentive_amount")
-    nums = ("predicted_units", "baseline_units", "incremental_units", "incentive_cost", "roi")
-    for c in (*cols, *nums):
-        table.add_column(c, justify="left" if c in cols[:4] else "right", no_wrap=True)
-    for inst, p in zip(instances, body["predictions"], strict=True):
-        cells = [str(inst[c]) for c in cols]
-        cells += ["—" if p.get(c) is None else f"{p[c]:,.2f}" for c in nums]
-        table.add_row(*cells)
-    console.print(table)
+    title = f"sample predictions through {url} (model {body.get('model_version')})"
+    console.print(roi_table(body["predictions"], title))
 
 
 def _throwaway_key(cfg: Any, workdir: Path) -> Path | None:

@@ -187,3 +187,52 @@ def _anonymity_line(a: dict[str, Any]) -> str:
         f" {a.get('suppressed_fine_cells', 0):,} suppressed"
         f" ({a.get('suppressed_units', 0):,} units)"
     )
+
+
+def roi_table(predictions: list[dict[str, Any]], title: str) -> Any:
+    """Served answers as a table that leads with what an analyst reads first:
+    the ROI, its 90 % interval and the chance it pays back (``P>0``); then the cell
+    (``*``: answered from the coarser cell k-anonymity merged it into, named
+    below the table), the week, the incentive and its cost. Fits 100 columns;
+    ``--json`` has every field."""
+    from rich.table import Table
+
+    def num(v: Any, fmt: str) -> str:
+        return "—" if v is None else format(v, fmt)
+
+    table = Table(title=title, box=None, padding=(0, 1), pad_edge=False, header_style="bold underline")
+    for name, right in (
+        ("ROI", True),
+        ("90% interval", True),
+        ("P>0", True),
+        ("region/model", False),
+        ("week", False),
+        ("incentive", False),
+        ("$/unit", True),
+        ("cost $k", True),
+    ):
+        table.add_column(name, justify="right" if right else "left", no_wrap=True)
+    coarse: dict[str, str] = {}
+    for p in predictions:
+        lo, hi = p.get("roi_lower"), p.get("roi_upper")
+        interval = "—" if lo is None or hi is None else f"{lo:+.2f}..{hi:+.2f}"
+        cell = f"{p.get('region')}/{p.get('vehicle_model')}"
+        ctx = (p.get("context_region"), p.get("context_vehicle_model"))
+        if ctx[0] and ctx != (p.get("region"), p.get("vehicle_model")):
+            coarse[cell] = f"{ctx[0]}/{ctx[1]}"
+            cell += "*"
+        prob = p.get("prob_pays_back")
+        table.add_row(
+            num(p.get("roi"), "+.2f"),
+            interval,
+            "—" if prob is None else f"{prob:.0%}",
+            cell,
+            str(p.get("week_start")),
+            str(p.get("incentive_type")),
+            num(p.get("incentive_amount"), ",.0f"),
+            "—" if p.get("incentive_cost") is None else f"{p['incentive_cost'] / 1000:,.1f}",
+        )
+    if coarse:
+        named = "; ".join(f"{k} <- {v}" for k, v in coarse.items())
+        table.caption = f"* answered from the coarser cell: {named}"
+    return table

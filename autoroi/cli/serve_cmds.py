@@ -114,11 +114,9 @@ def read_scenarios(path: Path) -> list[dict[str, Any]]:
 def predict(url: str, input_path: Path, as_json: bool) -> None:
     """Send scenarios (CSV or JSON) to the v1 endpoint and print the ROI table."""
     import httpx
-    from rich.table import Table
 
-    from autoroi.cli.render import console
+    from autoroi.cli.render import console, roi_table
     from autoroi.errors import AutoroiError
-    from autoroi.model.roi import ROI_COLUMNS as ROI_FIELDS
 
     instances = read_scenarios(input_path)
     try:
@@ -135,22 +133,4 @@ def predict(url: str, input_path: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(body, indent=2))
         return
-    table = Table(title=f"ROI predictions ({body.get('model_version', '?')})")
-    for col in ("region", "vehicle_model", "week_start", "incentive_type", "incentive_amount", *ROI_FIELDS):
-        table.add_column(
-            col, justify="right" if col not in ("region", "vehicle_model", "incentive_type") else "left"
-        )
-    for p in body["predictions"]:
-        cells = []
-        for col in (
-            "region",
-            "vehicle_model",
-            "week_start",
-            "incentive_type",
-            "incentive_amount",
-            *ROI_FIELDS,
-        ):
-            v = p.get(col)
-            cells.append("—" if v is None else f"{v:,.2f}" if isinstance(v, float) else str(v))
-        table.add_row(*cells)
-    console.print(table)
+    console.print(roi_table(body["predictions"], f"ROI predictions ({body.get('model_version', '?')})"))

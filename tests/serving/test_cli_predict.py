@@ -18,8 +18,42 @@ def test_predict_csv_prints_the_roi_table(roi_server, tmp_path: Path, capsys):
     path.write_text(HEADER + "Northeast,Pico,2025-06-02,cash_rebate,1500\nPacific,Volta,2025-06-09,none,0\n")
     assert cli_main(["predict", "--url", roi_server.url, "--input", str(path)]) is None
     out = capsys.readouterr().out
-    assert "ROI predictions" in out and "Northeast" in out and "Pacific" in out
-    assert "1,500.00" in out  # the amount, read from CSV text as a number
+    assert "ROI predictions" in out and "Northeast/Pico" in out and "Pacific/Volta" in out
+    assert "1,500" in out  # the amount, read from CSV text as a number
+    header = next(line for line in out.splitlines() if "90% interval" in line)
+    assert header.split()[:3] == ["ROI", "90%", "interval"]  # the ROI and its interval first
+    row = next(line for line in out.splitlines() if "Northeast/Pico" in line)
+    lo, hi = (float(x) for x in row.split()[1].split(".."))
+    assert lo < float(row.split()[0]) < hi
+    assert row.split()[2].endswith("%")  # P(ROI > 0)
+
+
+def test_the_roi_table_fits_100_columns_and_names_the_coarser_cell():
+    from rich.console import Console
+
+    from autoroi.cli.render import roi_table
+    from autoroi.source.simulator import MODELS, REGIONS
+
+    longest = dict(
+        roi=-1.6234,
+        roi_lower=-12.91,
+        roi_upper=-10.31,
+        prob_pays_back=1.0,
+        region=max((r[0] for r in REGIONS), key=len),
+        vehicle_model=max((m[0] for m in MODELS), key=len),
+        context_region="Central",
+        context_vehicle_model="truck",
+        week_start="2026-11-23",
+        incentive_type="lease_subsidy",
+        incentive_amount=25_000.0,
+        incentive_cost=12_345_678.9,
+    )
+    console = Console(width=100, record=True)
+    console.print(roi_table([longest, {**longest, "roi": None, "roi_lower": None}], "t"))
+    text = console.export_text()
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 100
+    assert "…" not in text  # nothing cut
+    assert "-12.91..-10.31" in text and "*" in text and "<- Central/truck" in text
 
 
 def test_predict_json_raw_answer_matches_the_server(roi_server, tmp_path: Path, capsys):
