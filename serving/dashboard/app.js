@@ -39,6 +39,8 @@
     type: $("incentive-type"),
     amount: $("amount"),
     roi: $("roi"),
+    roiInterval: $("roi-interval"),
+    probPaysBack: $("prob-pays-back"),
     cellLevel: $("cell-level"),
     curve: $("curve"),
     curveCaption: $("curve-caption"),
@@ -371,6 +373,13 @@
     els.roi.textContent = roiText(p.roi);
     els.roi.className = signClass(p.roi);
     els.roi.dataset.value = num(p.roi) ? String(p.roi) : "";
+    var hasBand = num(p.roi_lower) && num(p.roi_upper);
+    els.roiInterval.textContent = hasBand ? "90 %: " + roiText(p.roi_lower) + " to " + roiText(p.roi_upper) : "";
+    els.roiInterval.dataset.lower = hasBand ? String(p.roi_lower) : "";
+    els.roiInterval.dataset.upper = hasBand ? String(p.roi_upper) : "";
+    els.probPaysBack.textContent = num(p.prob_pays_back)
+      ? "Chance it pays back (ROI > 0): " + fmtPct0.format(p.prob_pays_back) : "";
+    els.probPaysBack.dataset.value = num(p.prob_pays_back) ? String(p.prob_pays_back) : "";
     var dd = document.querySelectorAll("#prediction dd[data-field]");
     Array.prototype.forEach.call(dd, function (d) {
       var f = d.dataset.field;
@@ -381,7 +390,8 @@
       d.className = f === "incremental_profit" || f === "incremental_units" ? signClass(v) : "";
     });
     els.cellLevel.textContent = p.cell_level && p.cell_level !== "region_model"
-      ? "Estimated from the coarser " + label(p.cell_level) + " cell (too few dealers in the exact cell)."
+      ? "Estimated from the coarser " + label(p.cell_level) + " cell " + p.context_region + " / " +
+        p.context_vehicle_model + " (too few dealers in the exact cell)."
       : "";
   }
 
@@ -436,8 +446,14 @@
 
   function drawCurve(amounts, preds, s) {
     var W = 860, H = 280, m = { l: 58, r: 36, t: 12, b: 38 };
-    var pts = amounts.map(function (a, i) { return { a: a, roi: preds[i] && preds[i].roi }; });
-    var rois = pts.filter(function (p) { return num(p.roi); }).map(function (p) { return p.roi; });
+    var pts = amounts.map(function (a, i) {
+      var q = preds[i] || {};
+      return { a: a, roi: q.roi, lo: q.roi_lower, hi: q.roi_upper };
+    });
+    var rois = [];
+    pts.forEach(function (p) {
+      [p.roi, p.lo, p.hi].forEach(function (v) { if (num(v)) rois.push(v); });
+    });
     var ylo = Math.min(0, Math.min.apply(null, rois.concat([0])));
     var yhi = Math.max(0, Math.max.apply(null, rois.concat([0])));
     var pad = (yhi - ylo) * 0.08 || 0.1;
@@ -463,6 +479,20 @@
       "incentive amount per unit";
     svg("line", { class: "zero", x1: m.l, x2: W - m.r, y1: y(0), y2: y(0) }, root);
 
+    // the 90 % band: one closed shape per run of amounts with an interval
+    var runs = [], run = [];
+    pts.forEach(function (p) {
+      if (num(p.roi) && num(p.lo) && num(p.hi)) run.push(p);
+      else if (run.length) { runs.push(run); run = []; }
+    });
+    if (run.length) runs.push(run);
+    var bands = svg("g", { class: "bands" }, root);
+    runs.forEach(function (r) {
+      var upper = r.map(function (p) { return x(p.a).toFixed(1) + " " + y(p.hi).toFixed(1); });
+      var lower = r.slice().reverse().map(function (p) { return x(p.a).toFixed(1) + " " + y(p.lo).toFixed(1); });
+      svg("path", { class: "roi-band", d: "M " + upper.concat(lower).join(" L ") + " Z" }, bands);
+    });
+
     var d = "", pen = false;
     pts.forEach(function (p) {
       if (!num(p.roi)) { pen = false; return; }
@@ -474,8 +504,10 @@
     pts.forEach(function (p) {
       if (!num(p.roi)) return;
       var c = svg("circle", { class: "roi-point", cx: x(p.a), cy: y(p.roi), r: 3,
-        "data-amount": p.a, "data-roi": p.roi }, dots);
-      svg("title", {}, c).textContent = fmtMoney.format(p.a) + ": ROI " + roiText(p.roi);
+        "data-amount": p.a, "data-roi": p.roi,
+        "data-lower": num(p.lo) ? p.lo : "", "data-upper": num(p.hi) ? p.hi : "" }, dots);
+      svg("title", {}, c).textContent = fmtMoney.format(p.a) + ": ROI " + roiText(p.roi) +
+        (num(p.lo) && num(p.hi) ? " (90 %: " + roiText(p.lo) + " to " + roiText(p.hi) + ")" : "");
     });
     var a = s.incentive_amount;
     if (num(a) && a >= 0 && a <= xhi) {
@@ -489,7 +521,7 @@
     els.curve.appendChild(root);
     els.curveCaption.textContent = label(s.incentive_type) + " for " + s.vehicle_model + " in " + s.region +
       ", week of " + s.week_start + ": " + amounts.length + " amounts from " + fmtMoney.format(amounts[0]) +
-      " to " + fmtMoney.format(xhi) + " (dashed: the amount above).";
+      " to " + fmtMoney.format(xhi) + " (dashed: the amount above; shaded: the 90 % interval).";
   }
 
   // ------------------------------------------------------------------ heatmap

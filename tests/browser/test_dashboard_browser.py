@@ -163,6 +163,25 @@ def test_roi_curve_renders_as_svg(page: Any) -> None:
     assert d.count(" L ") + d.count("M ") == 20
 
 
+def test_the_interval_beside_the_roi_and_the_band_on_the_curve(page: Any) -> None:
+    roi = float(_numbers(page)["roi"])
+    interval = _by_id(page, "roi-interval")
+    assert interval.text.startswith("90 %: ") and interval.text.count("%") == 3, interval.text
+    lower, upper = float(interval.get_attribute("data-lower")), float(interval.get_attribute("data-upper"))
+    assert lower < roi < upper
+    prob = _by_id(page, "prob-pays-back")
+    assert "pays back" in prob.text and prob.text.endswith("%")
+    assert (float(prob.get_attribute("data-value")) > 0.5) == (roi > 0)
+    # the band: one closed shape through every amount's upper and lower bound
+    bands = _css(page, "#curve path.roi-band")
+    assert len(bands) == 1
+    d = bands[0].get_attribute("d")
+    assert d.startswith("M ") and d.endswith(" Z") and d.count(" L ") == 2 * 20 - 1
+    for p in _css(page, "#curve circle.roi-point"):
+        lo, mid, hi = (float(p.get_attribute(a)) for a in ("data-lower", "data-roi", "data-upper"))
+        assert lo < mid < hi
+
+
 def test_heatmap_renders_region_by_segment(page: Any) -> None:
     options = httpx.get(page.current_url + "options", timeout=10).json()
     cells = _css(page, "#heatmap td.cell")
