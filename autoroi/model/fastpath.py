@@ -99,7 +99,8 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
     MODEL_VERSION,
 )
 # categoricals the request gives (per pair); every other one comes from the context row
-REQUEST_CATEGORICALS = (F.REGION, F.VEHICLE_MODEL)
+# none: the network sees the answering cell's names (preprocess.ANSWERING), a context row's own
+REQUEST_CATEGORICALS: tuple[str, ...] = ()
 VERIFY_RTOL = 1e-5
 VERIFY_ATOL = 1e-9
 EXECUTOR = "SINGLE_THREADED_EXECUTOR"  # TensorFlow's executor for small graphs, run inline
@@ -324,8 +325,20 @@ class FastPredictor:
         cell_of_row = np.repeat(np.arange(len(cells)), lengths)
         weeks = lo[cell_of_row] + (np.arange(int(lengths.sum())) - self._off[cell_of_row])
         feats = self._features([cells[c][0] for c in cell_of_row], [cells[c][1] for c in cell_of_row], weeks)
-        got = list(zip(feats["context_region"], feats["context_vehicle_model"], strict=True))
-        if got != [cells[c] for c in cell_of_row]:
+        got = list(zip(feats[F.CONTEXT_REGION], feats[F.CONTEXT_MODEL], strict=True))
+        want = [cells[c] for c in cell_of_row]
+        if F.ANSWER_REGION in ctx.columns:  # a merged week is answered by its coarser row (scaled)
+            answer = ctx.set_index([F.REGION, F.VEHICLE_MODEL, F.WEEK_INDEX])[
+                [F.ANSWER_REGION, F.ANSWER_MODEL]
+            ]
+            keys = pd.MultiIndex.from_arrays([[w[0] for w in want], [w[1] for w in want], weeks])
+            a = answer.reindex(keys)
+            moved = a[F.ANSWER_REGION].fillna("").to_numpy() != ""
+            want = [
+                (str(r), str(m)) if mv else w
+                for w, mv, r, m in zip(want, moved, a[F.ANSWER_REGION], a[F.ANSWER_MODEL], strict=True)
+            ]
+        if got != want:
             raise ValueError("a context cell does not resolve to itself")
         self._ctx_feats = feats
         self._ctx_inputs = self.model.preprocessor.transform(feats)
@@ -335,6 +348,11 @@ class FastPredictor:
         self._level = feats[F.CELL_LEVEL].to_numpy(dtype=object)
         self._ctx_region = feats[F.CONTEXT_REGION].to_numpy(dtype=object)
         self._ctx_model = feats[F.CONTEXT_MODEL].to_numpy(dtype=object)
+        # the factor on the answering cell's units: for the cell itself (its share of the coarser
+        # row a merged week went to, else 1), and for a pair never published on its own
+        self._scale_own = feats[F.CELL_SCALE].to_numpy(np.float64)
+        unknown = feats[F.UNKNOWN_SHARE] if F.UNKNOWN_SHARE in feats.columns else pd.Series(1.0, feats.index)
+        self._scale_other = unknown.to_numpy(np.float64)
         # a "none" scenario's treatments are the programs that ran (its background)
         spec = self.model.spec
         self._bg_treat = np.nan_to_num(feats[list(spec.treat_columns)].to_numpy(np.float64), nan=0.0)
@@ -352,6 +370,8 @@ class FastPredictor:
         ]
         self.pairs = {p: i for i, p in enumerate(wanted)}
         self._pair_cell = np.asarray(cell_of, dtype=np.int64)
+        cell_names = list(self._cells)
+        self._pair_own = np.asarray([cell_names[c] == p for c, p in zip(cell_of, wanted, strict=True)])
         self._pair_inputs = self.model.preprocessor.transform(feats)
 
     def _build_calendar(self, first: date, last: date) -> None:
@@ -523,9 +543,12 @@ class FastPredictor:
         floats[n + own, self._depth_slice.start + col[own]] = 0.0
         crowding = np.ones(n)
         if blocks == 3:
-            richer = (depths > depth[:, None]) & (treat > 0)
-            richer[own, col[own]] = False
-            crowding = np.prod(np.where(richer, 1.0 - self._col_uptake[None, :], 1.0), axis=1)
+            beside = treat > 0
+            beside[own, col[own]] = False
+            richer = beside & (depths > depth[:, None])
+            tied = beside & (depths == depth[:, None])
+            u = self._col_uptake[None, :]
+            crowding = np.prod(np.where(richer, 1.0 - u, np.where(tied, 1.0 - u / 2, 1.0)), axis=1)
         treat[own, col[own]] = 1.0
         depths[own, col[own]] = depth[own]
         floats[:n, self._treat_slice] = treat
@@ -558,6 +581,8 @@ class FastPredictor:
             raise NotCovered(F.INCENTIVE_AMOUNT, "an amount the reference refuses")
         ints, floats, row, crowding = self.inputs(pair_ids, week_ids, kind_ids, amt)
         units = self.network(ints, floats)
+        scale = np.where(self._pair_own[pair_ids], self._scale_own[row], self._scale_other[row])
+        units *= np.tile(scale, len(units) // n)[:, None]
         out: dict[str, Any] = {
             F.REGION: np.asarray(regions, dtype=object),
             F.VEHICLE_MODEL: np.asarray(vehicle_models, dtype=object),

@@ -99,6 +99,15 @@ WEEK = "week_start"  # Monday of the week (date)
 CELL_LEVEL = "cell_level"
 CONTEXT_REGION = "context_region"  # the (possibly coarser) cell whose context answered a scenario
 CONTEXT_MODEL = "context_vehicle_model"
+FINE_CELLS = "fine_cells"  # master: fine cells merged into a row (1 at the finest level)
+# context: a fine cell's week that k-anonymity merged into a coarser row is answered
+# from that row, scaled by the fine cell's share of it; a coarser row's share of one
+# member never published on its own (see _cell_shares)
+ANSWER_REGION = "answer_region"
+ANSWER_MODEL = "answer_vehicle_model"
+CELL_SHARE = "cell_share"
+UNKNOWN_SHARE = "unknown_member_share"
+CELL_SCALE = "cell_scale"  # feature rows: the factor on the answering cell's units
 REGION = "region"  # for super-region levels: the super region
 VEHICLE_MODEL = "vehicle_model"  # for segment levels: the segment
 SEGMENT = "segment"
@@ -423,8 +432,125 @@ def build_context(master: pd.DataFrame, spec: FeatureSpec = DEFAULT_SPEC) -> pd.
         g[name] = values
     ran_cols = [RAN[t] for t in ran]
     g[ran_cols] = g[ran_cols].fillna(0.0)
-    cols = [REGION, VEHICLE_MODEL, WEEK, WEEK_INDEX, *attrs, *hist, *ran_cols]
+    g = _attach_shares(g, m)
+    share_cols = [ANSWER_REGION, ANSWER_MODEL, CELL_SHARE, UNKNOWN_SHARE]
+    cols = [REGION, VEHICLE_MODEL, WEEK, WEEK_INDEX, *attrs, *hist, *ran_cols, *share_cols]
     return g[cols]
+
+
+_COARSE_DOMAINS = {  # level: (fine-cell column matched to the row's region, ... to its vehicle_model)
+    "super_region_model": (SUPER_REGION, VEHICLE_MODEL),
+    "region_segment": (REGION, SEGMENT),
+    "super_region_segment": (SUPER_REGION, SEGMENT),
+}
+
+
+def _cell_shares(m: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Who is inside each coarser master row, and with what share.
+
+    k-anonymity publishes a fine cell's week on its own only when enough
+    dealers sold: a selection on the outcome, so the published weeks of a small
+    cell are its good ones. Its other weeks went into a coarser row (the first
+    of super region x model, region x segment, super region x segment whose
+    group reached k), together with every other fine cell of that group not
+    published that week. A fine cell's answer for such a week comes from that
+    row, scaled by the cell's share of it: its mean published units over the
+    members' (a member never published on its own counts as the smallest known
+    one; the row's ``fine_cells`` says how many members sold). Returns (the
+    fine cells' merged weeks: region, model, week index -> answering cell and
+    share; per coarser row: the share of one never-published member)."""
+    empty = pd.DataFrame(columns=[REGION, VEHICLE_MODEL, WEEK_INDEX, ANSWER_REGION, ANSWER_MODEL, CELL_SHARE])
+    empty_u = pd.DataFrame(columns=[REGION, VEHICLE_MODEL, WEEK_INDEX, UNKNOWN_SHARE])
+    level = m[CELL_LEVEL]
+    fine = m[level == FINEST_LEVEL]
+    coarse = m[level != FINEST_LEVEL]
+    if fine.empty or coarse.empty:
+        return empty, empty_u
+    cells = (
+        fine.groupby([REGION, VEHICLE_MODEL], sort=False)
+        .agg(**{SUPER_REGION: (SUPER_REGION, "first"), SEGMENT: (SEGMENT, "first"), "_w": (UNITS, "mean")})
+        .reset_index()
+    )
+    published = fine[[REGION, VEHICLE_MODEL, WEEK_INDEX]].assign(_pub=True)
+    taken = published[[REGION, VEHICLE_MODEL, WEEK_INDEX]]
+    redirects, unknown = [], []
+    for name, (on_region, on_model) in _COARSE_DOMAINS.items():
+        rows = coarse[coarse[CELL_LEVEL] == name]
+        if rows.empty:
+            continue
+        n_sold = rows[FINE_CELLS].astype(np.float64) if FINE_CELLS in rows.columns else np.nan
+        rows = rows[[REGION, VEHICLE_MODEL, WEEK_INDEX, UNITS]].assign(_n=n_sold)
+        rows = rows.rename(columns={REGION: "_cr", VEHICLE_MODEL: "_cm"})
+        cand = rows.merge(
+            cells.rename(columns={REGION: "_fr", VEHICLE_MODEL: "_fm"}),
+            left_on=["_cr", "_cm"],
+            right_on=[
+                on_region if on_region != REGION else "_fr",
+                on_model if on_model != VEHICLE_MODEL else "_fm",
+            ],
+        )
+        key = cand[["_fr", "_fm", WEEK_INDEX]].rename(columns={"_fr": REGION, "_fm": VEHICLE_MODEL})
+        busy = key.merge(taken.assign(_t=True), on=[REGION, VEHICLE_MODEL, WEEK_INDEX], how="left")["_t"]
+        cand = cand[busy.isna().to_numpy()]
+        grp = cand.groupby(["_cr", "_cm", WEEK_INDEX], sort=False)
+        stats = grp.agg(_sum=("_w", "sum"), _k=("_w", "size"), _min=("_w", "min")).reset_index()
+        rows = rows.merge(stats, on=["_cr", "_cm", WEEK_INDEX], how="left")
+        k = rows["_k"].fillna(0.0).to_numpy()
+        n = rows["_n"].to_numpy(np.float64)
+        n = np.where(np.isnan(n), k, n)
+        w_unknown = np.where(
+            k > 0, rows["_min"].to_numpy(np.float64), rows[UNITS].to_numpy(np.float64) / np.maximum(n, 1)
+        )
+        n_unknown = np.maximum(n - k, 1.0)  # a never-published member asking counts as one
+        total = rows["_sum"].fillna(0.0).to_numpy() + n_unknown * w_unknown
+        unknown.append(
+            pd.DataFrame(
+                {
+                    REGION: rows["_cr"].to_numpy(),
+                    VEHICLE_MODEL: rows["_cm"].to_numpy(),
+                    WEEK_INDEX: rows[WEEK_INDEX].to_numpy(),
+                    UNKNOWN_SHARE: np.where(total > 0, w_unknown / np.where(total > 0, total, 1), 0.0),
+                }
+            )
+        )
+        cand = cand.merge(
+            pd.DataFrame(
+                {"_cr": rows["_cr"], "_cm": rows["_cm"], WEEK_INDEX: rows[WEEK_INDEX], "_total": total}
+            ),
+            on=["_cr", "_cm", WEEK_INDEX],
+        )
+        redirects.append(
+            pd.DataFrame(
+                {
+                    REGION: cand["_fr"].to_numpy(),
+                    VEHICLE_MODEL: cand["_fm"].to_numpy(),
+                    WEEK_INDEX: cand[WEEK_INDEX].to_numpy(),
+                    ANSWER_REGION: cand["_cr"].to_numpy(),
+                    ANSWER_MODEL: cand["_cm"].to_numpy(),
+                    CELL_SHARE: (cand["_w"] / cand["_total"]).to_numpy(),
+                }
+            )
+        )
+        taken = pd.concat([taken, redirects[-1][[REGION, VEHICLE_MODEL, WEEK_INDEX]]], ignore_index=True)
+    out = pd.concat(redirects, ignore_index=True) if redirects else empty
+    return out, (pd.concat(unknown, ignore_index=True) if unknown else empty_u)
+
+
+def _attach_shares(g: pd.DataFrame, m: pd.DataFrame) -> pd.DataFrame:
+    """The context grid with the columns of :func:`_cell_shares`: a fine
+    cell's merged week names its answering cell (``ANSWER_*``, else empty) and
+    share (else 1); a coarser cell's week its never-published member's share
+    (its last known one after its last row; 1 where it has none)."""
+    redirects, unknown = _cell_shares(m)
+    key = [REGION, VEHICLE_MODEL, WEEK_INDEX]
+    g = g.merge(redirects, on=key, how="left").merge(unknown, on=key, how="left")
+    g[ANSWER_REGION] = g[ANSWER_REGION].fillna("").astype(str)
+    g[ANSWER_MODEL] = g[ANSWER_MODEL].fillna("").astype(str)
+    g[CELL_SHARE] = g[CELL_SHARE].astype(np.float64).fillna(1.0)
+    by_cell = [REGION, VEHICLE_MODEL]
+    g[UNKNOWN_SHARE] = g.groupby(by_cell, sort=False)[UNKNOWN_SHARE].ffill()
+    g[UNKNOWN_SHARE] = g.groupby(by_cell, sort=False)[UNKNOWN_SHARE].bfill().astype(np.float64).fillna(1.0)
+    return g
 
 
 def _window_mean(values: np.ndarray, cell: np.ndarray, w: int, offset: int = 1) -> np.ndarray:
@@ -621,14 +747,17 @@ def scenario_units(
 def crowding(frame: pd.DataFrame, uptake: Mapping[str, float]) -> np.ndarray:
     """Per served feature row, the share of the regular buyers still free to
     take the scenario's incentive: a program beside it that pays more is taken
-    first, by its uptake share, ``prod (1 - uptake_q)`` over those."""
+    first, by its uptake share, ``prod (1 - uptake_q)`` over those; one that
+    pays the same goes first or second with even odds (``1 - uptake_q / 2``)."""
     kind = frame[INCENTIVE_TYPE].astype(str).to_numpy()
     own = frame[INCENTIVE_DEPTH].to_numpy(np.float64)
     out = np.ones(len(frame))
     for t in INCENTIVE_TYPES:
         if DEPTH[t] in frame.columns and t in uptake:
-            other = frame[DEPTH[t]].to_numpy(np.float64)
-            out *= np.where((kind != t) & (other > own), 1.0 - uptake[t], 1.0)
+            other = np.where(kind != t, frame[DEPTH[t]].to_numpy(np.float64), 0.0)
+            out *= np.where(
+                other > own, 1.0 - uptake[t], np.where((other == own) & (other > 0), 1.0 - uptake[t] / 2, 1.0)
+            )
     return out
 
 
@@ -684,12 +813,26 @@ def scenario_features(
     bounds = context.groupby([REGION, VEHICLE_MODEL], sort=False)[WEEK_INDEX].agg(["min", "max"])
     lohi = bounds.reindex(pd.MultiIndex.from_arrays([s["_r"], s["_m"]]))
     s[WEEK_INDEX] = np.clip(_week_index(s[WEEK]), lohi["min"].to_numpy(), lohi["max"].to_numpy())
+    own = ((s["_r"] == s[REGION]) & (s["_m"] == s[VEHICLE_MODEL])).to_numpy()
+    scale = np.ones(len(s))
+    if ANSWER_REGION in context.columns:
+        # a fine cell's week that k-anonymity merged: answered by that coarser row, scaled
+        ans = context[[REGION, VEHICLE_MODEL, WEEK_INDEX, ANSWER_REGION, ANSWER_MODEL, CELL_SHARE]]
+        ans = ans.rename(columns={REGION: "_r", VEHICLE_MODEL: "_m"})
+        a = s[["_r", "_m", WEEK_INDEX]].merge(ans, on=["_r", "_m", WEEK_INDEX], how="left", sort=False)
+        moved = (a[ANSWER_REGION].fillna("") != "").to_numpy() & own
+        s.loc[moved, "_r"] = a.loc[moved, ANSWER_REGION].to_numpy()
+        s.loc[moved, "_m"] = a.loc[moved, ANSWER_MODEL].to_numpy()
+        scale = np.where(moved, a[CELL_SHARE].to_numpy(np.float64), 1.0)
     ctx_cols = [c for c in context.columns if c not in (REGION, VEHICLE_MODEL, WEEK, WEEK_INDEX)]
     ctx = context[[REGION, VEHICLE_MODEL, WEEK_INDEX, *ctx_cols]].rename(
         columns={REGION: "_r", VEHICLE_MODEL: "_m"}
     )
     drop = [c for c in ctx_cols if c in s.columns]
     s = s.drop(columns=drop).merge(ctx, on=["_r", "_m", WEEK_INDEX], how="left", sort=False)
+    if UNKNOWN_SHARE in s.columns:  # a cell never published on its own: one member of the coarser row
+        scale = np.where(own, scale, s[UNKNOWN_SHARE].to_numpy(np.float64))
+    s[CELL_SCALE] = scale
     cal = calendar_features(s[WEEK])
     for c in CALENDAR_ALL:
         s[c] = cal[c].to_numpy()

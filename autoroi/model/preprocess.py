@@ -15,12 +15,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from autoroi.model.features import FeatureSpec
+from autoroi.model.features import CONTEXT_MODEL, CONTEXT_REGION, REGION, VEHICLE_MODEL, FeatureSpec
 
 OOV_INDEX = 0  # every vocabulary maps unknown values here; known values start at 1
 NUMERIC_INPUT = "numeric"
 TREAT_INPUT = "treat"  # (n, types): 0/1 per incentive type
 DEPTH_INPUT = "depth"  # (n, types): amount / MSRP per incentive type, 0 when off
+
+
+ANSWERING = {REGION: CONTEXT_REGION, VEHICLE_MODEL: CONTEXT_MODEL}
 
 
 def input_name(column: str) -> str:
@@ -70,8 +73,14 @@ class Preprocessor:
 
     def transform(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         """Feature rows -> the network's named inputs (float32 / int32)."""
+        # the cell as the model knows it: a scenario answered from a coarser cell is
+        # that cell's names (features.scenario_features), as its rows were trained
+        source = {c: ANSWERING.get(c, c) for c in self.spec.categorical}
         out: dict[str, np.ndarray] = {
-            input_name(c): self.encode(c, frame[c]).reshape(-1, 1) for c in self.spec.categorical
+            input_name(c): self.encode(c, frame[source[c] if source[c] in frame.columns else c]).reshape(
+                -1, 1
+            )
+            for c in self.spec.categorical
         }
         x = (self._numeric_raw(frame, self.spec) - np.asarray(self.means)) / np.asarray(self.stds)
         out[NUMERIC_INPUT] = x.astype(np.float32)

@@ -178,8 +178,13 @@ def score_features(
     rate = F.take_rate_of(kind, take_rates)
     n = len(feats)
 
+    # an answer from a coarser cell is that cell's units times the asked cell's share of it
+    scale = feats[F.CELL_SCALE].to_numpy(np.float64) if F.CELL_SCALE in feats.columns else np.ones(n)
+    blocks = 3 if uptake else 2
+
     def members(frame: pd.DataFrame) -> np.ndarray:
-        return np.asarray(predict_fn(frame), dtype=np.float64).reshape(len(frame), -1)
+        units = np.asarray(predict_fn(frame), dtype=np.float64).reshape(len(frame), -1)
+        return units * np.tile(scale, blocks)[:, None]
 
     if not uptake:
         units = members(pd.concat([feats, F.without_scenario(feats)], ignore_index=True))

@@ -35,6 +35,9 @@ NUMBERS = (
 )
 
 
+MERGED_WEEKS = slice(60, 70)
+
+
 @functools.lru_cache(maxsize=1)
 def multi_level_model() -> Any:
     """The tests' trained network with a context whose cells sit at every
@@ -56,6 +59,18 @@ def multi_level_model() -> Any:
     merge("Northeast", "Forge 1500", "super_region_segment", "East", "truck")
     merge("Pacific", "Volta", "super_region_model", "West", "Volta")
     merge("Pacific", "Kestrel", "region_segment", "Pacific", "suv")
+    # and ten weeks of Northeast/Pico that k-anonymity merged into East/Pico with one more
+    # member that sold, never published on its own (MERGED_WEEKS)
+    m[F.FINE_CELLS] = np.where(m[F.CELL_LEVEL] == F.FINEST_LEVEL, 1, 2)
+    weeks = sorted(m[F.WEEK].unique())[MERGED_WEEKS]
+    rows = (m[F.REGION] == "Northeast") & (m[F.VEHICLE_MODEL] == "Pico") & m[F.WEEK].isin(weeks)
+    m.loc[rows, [F.REGION, F.SUPER_REGION, F.CELL_LEVEL, F.FINE_CELLS]] = [
+        "East",
+        "East",
+        "super_region_model",
+        2,
+    ]
+    m.loc[rows, F.UNITS] = m.loc[rows, F.UNITS] + 3
     context = F.build_context(m, base.spec)
     return RoiModel(
         network=base.network,
@@ -165,6 +180,40 @@ def test_fast_path_gives_the_reference_numbers_one_scenario_at_a_time() -> None:
     for i in rng.choice(len(s), size=25, replace=False):
         one = s.iloc[[int(i)]].reset_index(drop=True)
         assert_same(fast.predict(*columns(one)), model.predict(one))
+
+
+def test_a_merged_week_is_answered_by_its_coarser_row_scaled_to_the_cell() -> None:
+    model, fast = multi_level_model(), fast_multi()
+    ctx = model.context
+    weeks = sorted(ctx.loc[(ctx[F.REGION] == "East") & (ctx[F.VEHICLE_MODEL] == "Pico"), F.WEEK].unique())
+    week = pd.Timestamp(weeks[3]).date().isoformat()
+    asked = {"region": "Northeast", "vehicle_model": "Pico", "week_start": week, "incentive_amount": 1500.0}
+    s = pd.DataFrame(
+        [
+            {**asked, "incentive_type": "cash_rebate"},
+            {**asked, "region": "East", "incentive_type": "cash_rebate"},  # the coarser row itself
+        ]
+    )
+    want = model.predict(s)
+    fine, row = want.iloc[0], want.iloc[1]
+    assert (fine[F.CELL_LEVEL], fine[F.CONTEXT_REGION], fine[F.CONTEXT_MODEL]) == (
+        "super_region_model",
+        "East",
+        "Pico",
+    )
+    # its share: its mean published units against those of the other member, which never was
+    # published on its own and counts as the smallest known one (itself): one half
+    ratio = fine["predicted_units"] / row["predicted_units"]
+    assert ratio == pytest.approx(0.5)
+    for c in ("baseline_units", "incremental_units", "incentive_cost", "incremental_profit"):
+        assert fine[c] == pytest.approx(0.5 * row[c])
+    assert fine["roi"] == pytest.approx(row["roi"])  # a share changes the money, not the ratio
+    # a week it was published in is answered by itself
+    own = model.predict(
+        s.iloc[[0]].assign(week_start=pd.Timestamp(weeks[0] - pd.Timedelta(weeks=5)).date().isoformat())
+    )
+    assert own[F.CONTEXT_REGION].iloc[0] == "Northeast" and own[F.CELL_LEVEL].iloc[0] == "region_model"
+    assert_same(fast.predict(*columns(s)), want)
 
 
 def test_fast_path_on_the_served_artifact(roi_artifact: Path) -> None:

@@ -351,14 +351,16 @@ def test_crowding_by_richer_programs_beside():
                 scenario(**{F.WEEK: "2024-03-11", F.INCENTIVE_TYPE: "apr_subsidy", F.INCENTIVE_AMOUNT: 1000}),
                 scenario(**{F.WEEK: "2024-03-11", F.INCENTIVE_TYPE: "apr_subsidy", F.INCENTIVE_AMOUNT: 3000}),
                 scenario(**{F.INCENTIVE_TYPE: "apr_subsidy", F.INCENTIVE_AMOUNT: 1000}),
+                scenario(**{F.WEEK: "2024-03-11", F.INCENTIVE_TYPE: "apr_subsidy", F.INCENTIVE_AMOUNT: 2000}),
             ]
         ),
         ctx,
     )
     got = F.crowding(feats, {"cash_rebate": 0.9, "loyalty": 0.25, "apr_subsidy": 0.4})
     # $1,000 under two $2,000 programs: 10 % x 75 % of the regular buyers are left to take it;
-    # $3,000 pays more than both: all of them; a week where nothing else ran: all of them
-    np.testing.assert_allclose(got, [0.1 * 0.75, 1.0, 1.0])
+    # $3,000 pays more than both: all of them; a week where nothing else ran: all of them;
+    # $2,000, a tie with both: either goes first with even odds
+    np.testing.assert_allclose(got, [0.1 * 0.75, 1.0, 1.0, (1 - 0.45) * (1 - 0.125)])
 
 
 def test_uptake_recovers_the_share_of_regular_buyers_who_take_it():
