@@ -34,6 +34,7 @@ _COMMANDS = {
     "config": ("autoroi.cli.config_cmd", "config"),
     "demo": ("autoroi.cli.demo_cmd", "demo"),
     "models": ("autoroi.cli.models_cmd", "models"),
+    "programs": ("autoroi.cli.programs_cmd", "programs"),
     "dashboard": ("autoroi.cli.dashboard_cmd", "dashboard"),
 }
 
@@ -54,6 +55,7 @@ _HELP = {
     "config": "Show the effective configuration.",
     "demo": "Run the demo on embedded defaults.",
     "models": "Inspect the model registry: models list | models show VERSION.",
+    "programs": "Estimated ROI (with its interval) of every incentive program that ran.",
     "dashboard": "Serve the inference dashboard and the local endpoint (--background, --stop).",
 }
 

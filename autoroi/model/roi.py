@@ -32,6 +32,7 @@ cost, so that ``roi = incremental_profit / incentive_cost`` reads directly).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -159,6 +160,83 @@ def roi_interval(
     return {"roi_lower": point - t * scale, "roi_upper": point + t * scale, "prob_pays_back": prob}
 
 
+@dataclass
+class MemberUnits:
+    """Units of served feature rows per ensemble member, ``(rows, members)``:
+    with the scenario, without it, and the regular buyers free to take it
+    (None without uptakes); the columns of :func:`member_roi_columns`."""
+
+    predicted: np.ndarray
+    baseline: np.ndarray
+    regular: np.ndarray | None
+    amount: np.ndarray
+    unit_margin: np.ndarray
+    take_rate: np.ndarray
+    uptake: np.ndarray | None
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return member_roi_columns(
+            self.predicted,
+            self.baseline,
+            self.amount,
+            self.unit_margin,
+            self.take_rate,
+            self.uptake,
+            self.regular,
+        )
+
+    def money(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each member's incremental profit and incentive cost, ``(rows, members)``:
+        what a sum over many rows (a program) needs for its own interval."""
+        k = self.predicted.shape[1]
+        cols = [
+            roi_columns(
+                self.predicted[:, j],
+                self.baseline[:, j],
+                self.amount,
+                self.unit_margin,
+                self.take_rate,
+                self.uptake,
+                None if self.regular is None else self.regular[:, j],
+            )
+            for j in range(k)
+        ]
+        profit = np.column_stack([c["incremental_profit"] for c in cols])
+        cost = np.column_stack([c["incentive_cost"] for c in cols])
+        return profit, cost
+
+
+def member_units(
+    predict_fn: Callable[[pd.DataFrame], Any],
+    feats: pd.DataFrame,
+    take_rates: Mapping[str, float],
+    uptake: Mapping[str, float] | None = None,
+) -> MemberUnits:
+    """Served feature rows (``features.scenario_features``) through the
+    network: units with the scenario, without it (the programs that ran beside
+    it still on) and, for the regular buyers, without any incentive
+    (``features.scenario_units``), in one call; an answer from a coarser cell
+    scaled by the asked cell's share of it. ``predict_fn`` gives units per row,
+    or per row and ensemble member (``RoiModel.predict_members``)."""
+    kind = feats[F.INCENTIVE_TYPE]
+    n = len(feats)
+    scale = feats[F.CELL_SCALE].to_numpy(np.float64) if F.CELL_SCALE in feats.columns else np.ones(n)
+    frames = [feats, F.without_scenario(feats)] + ([F.without_incentive(feats)] if uptake else [])
+    stacked = pd.concat(frames, ignore_index=True)
+    units = np.asarray(predict_fn(stacked), dtype=np.float64).reshape(len(stacked), -1)
+    units = units * np.tile(scale, len(frames))[:, None]
+    regular = units[2 * n :] * F.crowding(feats, uptake)[:, None] if uptake else None
+    return MemberUnits(
+        predicted=units[:n],
+        baseline=units[n : 2 * n],
+        regular=regular,
+        amount=feats[F.INCENTIVE_AMOUNT].to_numpy(np.float64),
+        unit_margin=feats[F.UNIT_MARGIN].to_numpy(np.float64),
+        take_rate=F.take_rate_of(kind, take_rates),
+        uptake=F.uptake_of(kind, uptake) if uptake else None,
+    )
+
+
 def score_features(
     predict_fn: Callable[[pd.DataFrame], Any],
     feats: pd.DataFrame,
@@ -166,37 +244,11 @@ def score_features(
     uptake: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """The ROI columns and the interval of served feature rows
-    (``features.scenario_features``): units with the scenario, without it (the
-    programs that ran beside it still on) and, for the regular buyers, without
-    any incentive (``features.scenario_units``). ``predict_fn`` gives units
-    per row, or per row and ensemble member (``RoiModel.predict_members``):
-    the point estimate is the ROI of the members' mean units, the interval
-    comes from each member's own ROI (:func:`roi_interval`). The one place the
-    reference path, the backtest and the reports turn feature rows into ROI."""
-    kind = feats[F.INCENTIVE_TYPE]
-    amount, margin = feats[F.INCENTIVE_AMOUNT], feats[F.UNIT_MARGIN]
-    rate = F.take_rate_of(kind, take_rates)
-    n = len(feats)
-
-    # an answer from a coarser cell is that cell's units times the asked cell's share of it
-    scale = feats[F.CELL_SCALE].to_numpy(np.float64) if F.CELL_SCALE in feats.columns else np.ones(n)
-    blocks = 3 if uptake else 2
-
-    def members(frame: pd.DataFrame) -> np.ndarray:
-        units = np.asarray(predict_fn(frame), dtype=np.float64).reshape(len(frame), -1)
-        return units * np.tile(scale, blocks)[:, None]
-
-    if not uptake:
-        units = members(pd.concat([feats, F.without_scenario(feats)], ignore_index=True))
-        stack = (units[:n], units[n:])
-        extra: tuple[Any, ...] = ()
-    else:
-        stacked = pd.concat([feats, F.without_scenario(feats), F.without_incentive(feats)], ignore_index=True)
-        units = members(stacked)
-        crowd = F.crowding(feats, uptake)
-        stack = (units[:n], units[n : 2 * n])
-        extra = (F.uptake_of(kind, uptake), units[2 * n :] * crowd[:, None])
-    return member_roi_frame(stack[0], stack[1], amount, margin, rate, *extra)
+    (:func:`member_units`): the point estimate is the ROI of the members' mean
+    units, the interval comes from each member's own ROI
+    (:func:`roi_interval`). The one place the reference path, the backtest and
+    the reports turn feature rows into ROI."""
+    return pd.DataFrame(member_units(predict_fn, feats, take_rates, uptake).columns())
 
 
 def member_roi_frame(
