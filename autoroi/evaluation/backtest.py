@@ -35,7 +35,7 @@ import pandas as pd
 
 from autoroi.evaluation.baselines import Trainer, UnitsModel
 from autoroi.evaluation.folds import Fold
-from autoroi.evaluation.metrics import roi_metrics, units_metrics
+from autoroi.evaluation.metrics import program_steps, roi_metrics, units_metrics
 from autoroi.model import features as F
 from autoroi.model.features import counterfactual_units
 from autoroi.model.roi import score_features
@@ -203,6 +203,8 @@ def backtest(
             }
     for name in trainers:
         m = units_metrics(predictions[F.UNITS], predictions[name])
+        # truth-free: the weeks where programs start or end, within each fold's test weeks
+        m.update(program_steps_pooled(predictions, name))
         if not roi_rows.empty:
             r = roi_rows[roi_rows["model"] == name]
             m.update(roi_metrics(r[TRUTH_ROI], r["roi"]))
@@ -210,6 +212,17 @@ def backtest(
             m["wape_truth_cells"] = units_metrics(joined[F.UNITS], joined[name])["wape"]
         metrics[name] = m
     return BacktestResult(list(folds), metrics, fold_rows, predictions, roi_rows, oracle_metrics, seconds)
+
+
+def program_steps_pooled(predictions: pd.DataFrame, name: str) -> dict[str, float]:
+    """``metrics.program_steps`` pooled over the folds (a pair never spans two)."""
+    parts = [program_steps(part, name) for _, part in predictions.groupby("fold")]
+    pred = sum(x["step_predicted"] for x in parts)
+    actual = sum(x["step_actual"] for x in parts)
+    return {
+        "step_ratio": float(pred / actual) if actual > 0 else math.nan,
+        "step_pairs": float(sum(x["step_pairs"] for x in parts)),
+    }
 
 
 def network_trainer(

@@ -1,15 +1,21 @@
 """Validation gates: may this candidate become a reviewable model version?
 
-Checks, all on units WAPE pooled over the backtest folds:
+Checks, on the backtest pooled over its folds (observed sales only: a
+production source has no ground truth):
 
-1. ``wape_max``: the candidate's WAPE is at most the absolute threshold;
+1. ``wape_max``: the candidate's units WAPE is at most the absolute threshold;
 2. ``beats_<baseline>``: for every baseline named in ``must_beat`` (default the
    seasonal naive), the candidate's WAPE is strictly lower;
 3. ``vs_production``: when a production model exists, the candidate's WAPE is
-   at most the production WAPE x (1 + ``production_tolerance``).
+   at most the production WAPE x (1 + ``production_tolerance``);
+4. ``moves_with_programs``: the effect, not only the level: where a program
+   starts or ends in a cell, the jump in units the candidate predicts is at
+   least ``min_step_ratio`` of the jump sales made (a model whose lift is too
+   small predicts too small a jump; one blind to incentives, about none).
+   Not judged when no program starts or ends in the test weeks.
 
 Every check is recorded with its values; ``reasons`` lists the failed ones, in
-words a reviewer can act on. A missing or NaN metric fails its check.
+words a reviewer can act on. A missing or NaN WAPE fails its check.
 """
 
 from __future__ import annotations
@@ -95,5 +101,25 @@ def decide_gates(
                 f" x (1 + {cfg.production_tolerance:g}) = {limit:.4f}"
             )
             checks.append(GateCheck("vs_production", ok, detail, cand, limit))
+    if cfg.min_step_ratio is not None:
+        checks.append(_step_check(candidate_metrics, cfg.min_step_ratio))
     reasons = [f"{c.name}: {c.detail}" for c in checks if not c.passed]
     return GateDecision(passed=not reasons, reasons=reasons, checks=checks)
+
+
+def _step_check(metrics: Mapping[str, Any], minimum: float) -> GateCheck:
+    """``moves_with_programs``: judged on observed sales alone (no ground truth),
+    the candidate's lift must show where programs start and end
+    (``metrics.program_steps``); not judged where the test weeks hold none."""
+    ratio = float(metrics.get("step_ratio", math.nan))
+    pairs = int(metrics.get("step_pairs", 0) or 0)
+    if math.isnan(ratio):
+        return GateCheck(
+            "moves_with_programs", True, "no program started or ended in the test weeks", None, minimum
+        )
+    ok = ratio >= minimum
+    detail = (
+        f"at {pairs} program starts and ends the predicted jump is {ratio:.2f} x the actual"
+        f" {'>=' if ok else '<'} {minimum:g}"
+    )
+    return GateCheck("moves_with_programs", ok, detail, ratio, minimum)

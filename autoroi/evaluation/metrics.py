@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 from scipy.stats import rankdata, spearmanr
 
 
@@ -81,3 +82,33 @@ def auc(actual: npt.ArrayLike, score: npt.ArrayLike) -> float:
     ranks = rankdata(s)
     u = ranks[a].sum() - n_pos * (n_pos + 1) / 2
     return float(u / (n_pos * n_neg))
+
+
+def program_steps(frame: pd.DataFrame, predicted: str) -> dict[str, float]:
+    """How well a model predicts the weeks where a program starts or ends,
+    without any ground truth: over consecutive weeks of the same cell (both
+    in ``frame``, one with an incentive and the other without), the predicted
+    jump in units against the actual one, ``sum(predicted jump) / sum(actual
+    jump)`` with ends counted as drops. 1: the model moves with the programs
+    as much as sales did; below 1: its lift is too small (a model blind to
+    incentives, such as last year's weeks, scores about 0); above: too large.
+    ``frame``: rows with ``region``, ``vehicle_model``, ``week_start``,
+    ``incentive_type`` (``"none"`` without), ``units`` and the column
+    ``predicted``; ``step_pairs`` counts the pairs it used, ``step_predicted``
+    and ``step_actual`` are the two sums (to pool several frames)."""
+    cols = ["region", "vehicle_model", "week_start", "incentive_type", "units", predicted]
+    f = frame[cols].copy()
+    f["week_start"] = pd.to_datetime(f["week_start"])
+    prev = f.assign(week_start=f["week_start"] + pd.Timedelta(weeks=1))
+    j = f.merge(prev, on=["region", "vehicle_model", "week_start"], suffixes=("", "_prev"))
+    on, was = j["incentive_type"] != "none", j["incentive_type_prev"] != "none"
+    sign = np.where(on & ~was, 1.0, np.where(was & ~on, -1.0, 0.0))
+    used = sign != 0
+    actual = (sign * (j["units"] - j["units_prev"]).to_numpy(np.float64))[used].sum()
+    pred = (sign * (j[predicted] - j[f"{predicted}_prev"]).to_numpy(np.float64))[used].sum()
+    return {
+        "step_ratio": float(pred / actual) if used.any() and actual > 0 else math.nan,
+        "step_pairs": float(used.sum()),
+        "step_predicted": float(pred),
+        "step_actual": float(actual),
+    }

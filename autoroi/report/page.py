@@ -64,7 +64,7 @@ CANDIDATE = "candidate"
 PRODUCTION = "production"
 ORACLE = "oracle"
 METRIC_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    # key, heading, better ("min", "max" or "zero")
+    # key, heading, better ("min", "max", "zero" or "one": nearest that value)
     ("wape", "units WAPE", "min"),
     ("mae", "units MAE", "min"),
     ("rmse", "units RMSE", "min"),
@@ -73,6 +73,7 @@ METRIC_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("roi_bias", "ROI mean bias", "zero"),
     ("roi_balanced_accuracy", "pays back: balanced accuracy", "max"),
     ("roi_auc", "pays back: AUC", "max"),
+    ("step_ratio", "program starts/ends: predicted / actual jump", "one"),
     ("wape_truth_cells", "WAPE on truth cells", "min"),
 )
 DEPTH_EDGES = (0.0, 0.02, 0.04, 0.06, 0.08, math.inf)
@@ -285,9 +286,10 @@ def _models(metrics: Mapping[str, Mapping[str, Any]], oracle: Mapping[str, Any] 
     for j, (_k, _, better) in enumerate(cols, start=2):
         vals = [(r[j], i) for i, r in enumerate(rows) if r[j] is not None]
         if vals:
-            if better == "zero":
-                target = min(abs(v) for v, _ in vals)
-                best += [(i, j) for v, i in vals if abs(v) == target]
+            if better in ("zero", "one"):
+                at = 0.0 if better == "zero" else 1.0
+                target = min(abs(v - at) for v, _ in vals)
+                best += [(i, j) for v, i in vals if abs(v - at) == target]
             else:
                 target = min(vals)[0] if better == "min" else max(vals)[0]
                 best += [(i, j) for v, i in vals if v == target]
@@ -300,7 +302,9 @@ def _models(metrics: Mapping[str, Mapping[str, Any]], oracle: Mapping[str, Any] 
         "Pooled over the backtest folds; the best value of each column is marked. Lower is better for"
         " errors, nearer zero for the ROI bias (predicted minus true), higher for Spearman and for"
         " the decision \u201cpays back\u201d (ROI > 0): balanced accuracy (any constant answer"
-        " scores 0.5) and AUC."
+        " scores 0.5) and AUC. Without any ground truth: at the weeks where a program starts or ends"
+        " in a cell, the jump in units the model predicts over the jump sales made (nearer 1 is"
+        " better; below 1 the model's lift is too small, about 0 for a model blind to incentives)."
     )
     body += _table(
         ["model", "role", *(h for _, h, _ in cols)], rows, text_cols=2, best=best, highlight_rows=[0]

@@ -77,3 +77,26 @@ def test_validate_model_backtests_everything_and_records_the_gate_failure(data):
     # the same metrics pass lenient gates
     lenient = GateConfig(wape_max=2.0, production_tolerance=10.0, must_beat=[])
     assert decide_gates(res.metrics["candidate"], res.metrics, res.metrics["production"], lenient).passed
+
+
+def test_program_steps_need_no_truth():
+    from autoroi.evaluation.metrics import program_steps
+
+    # one cell: weeks 0-1 without, 2-3 with a program, 4 without; sales jump by 10 at the start
+    # and drop by 12 at the end; a model predicting half of each jump scores 0.5
+    weeks = pd.date_range("2026-01-05", periods=5, freq="7D")
+    frame = pd.DataFrame(
+        {
+            "region": "North",
+            "vehicle_model": "Pico",
+            "week_start": weeks,
+            "incentive_type": ["none", "none", "cash_rebate", "cash_rebate", "none"],
+            "units": [10.0, 10.0, 20.0, 21.0, 9.0],
+            "half": [10.0, 10.0, 15.0, 15.0, 9.0],
+            "blind": [10.0, 10.0, 10.0, 10.0, 10.0],
+        }
+    )
+    half = program_steps(frame, "half")
+    assert half["step_pairs"] == 2 and half["step_ratio"] == pytest.approx((5 + 6) / (10 + 12))
+    assert program_steps(frame, "blind")["step_ratio"] == 0.0
+    assert np.isnan(program_steps(frame.assign(incentive_type="none"), "half")["step_ratio"])

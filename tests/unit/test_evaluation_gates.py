@@ -10,7 +10,12 @@ BASE = {"seasonal_naive": {"wape": 0.45}, "poisson_glm": {"wape": 0.31}}
 def test_pass_records_every_check():
     d = decide_gates({"wape": 0.30}, BASE, {"wape": 0.30}, CFG)
     assert d.passed and d.reasons == []
-    assert [c.name for c in d.checks] == ["wape_max", "beats_seasonal_naive", "vs_production"]
+    assert [c.name for c in d.checks] == [
+        "wape_max",
+        "beats_seasonal_naive",
+        "vs_production",
+        "moves_with_programs",
+    ]
     assert all(c.passed for c in d.checks)
     assert d.to_dict()["passed"] is True and "Gates passed" in d.markdown()
 
@@ -51,3 +56,25 @@ def test_missing_baseline_metrics_fail():
     cfg = GateConfig(wape_max=1.0, must_beat=["seasonal_naive", "hist_gbm"])
     d = decide_gates({"wape": 0.2}, BASE, {"rows": 3}, cfg)
     assert [r.split(":")[0] for r in d.reasons] == ["beats_hist_gbm", "vs_production"]
+
+
+@pytest.mark.parametrize(
+    ("ratio", "pairs", "passed"),
+    [
+        (0.85, 40, True),  # the predicted jumps are 85 % of the actual ones
+        (0.05, 40, False),  # blind to incentives: last year's weeks score about this
+        (float("nan"), 0, True),  # no program started or ended in the test weeks: not judged
+    ],
+)
+def test_the_candidate_must_move_with_the_programs(ratio, pairs, passed):
+    d = decide_gates({"wape": 0.30, "step_ratio": ratio, "step_pairs": pairs}, BASE, None, CFG)
+    check = next(c for c in d.checks if c.name == "moves_with_programs")
+    assert check.passed is passed and d.passed is passed
+    if not passed:
+        assert d.reasons == [
+            "moves_with_programs: at 40 program starts and ends the predicted jump is 0.05 x the actual < 0.3"
+        ]
+    assert GateConfig(min_step_ratio=None) and all(
+        c.name != "moves_with_programs"
+        for c in decide_gates({"wape": 0.3}, BASE, None, GateConfig(wape_max=0.4, min_step_ratio=None)).checks
+    )
