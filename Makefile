@@ -111,6 +111,12 @@ demo: venv ## Run the end-to-end local demo (autoroi demo)
 bench: venv system-deps ## Run the replication benchmark (bench/replication.py; BENCH_ARGS=...)
 	$(VENV)/bin/python bench/replication.py $(BENCH_ARGS)
 
+bench-quality: venv system-deps ## Model quality against the truth with the peers (LightGBM S-learner, EconML DML: group "bench"); SEEDS=..., BENCH_ARGS=...
+	$(UV) sync --frozen --compile-bytecode --group bench
+	@rm -f $(VENV_STAMP)  # the next plain target syncs the default groups again
+	for s in $(or $(SEEDS),20261207 20261208 20261209); do \
+		$(VENV)/bin/python bench/model_quality.py --seed $$s --peers $(BENCH_ARGS) || exit $$?; done
+
 scan: venv ## Security scan of manifests and Dockerfiles (hadolint, checkov; see manifests/README.md)
 	$(VENV)/bin/hadolint --config .hadolint.yaml containers/*/Dockerfile
 	$(VENV)/bin/python tests/manifests/manifest_checks.py scan

@@ -189,7 +189,7 @@ def prepare(work: Path, seed: int, scale: str, fresh: bool) -> dict[str, Any]:
 # =========================================================================== the training budget
 
 
-def run_budget(folder: Path, tuner_dir: Path) -> dict[str, Any]:
+def run_budget(folder: Path, tuner_dir: Path, peers: bool = False) -> dict[str, Any]:
     """Tune, validate (with the truth), fit: the ``train`` pipeline's model
     steps, timed one by one."""
     import pandas as pd
@@ -246,7 +246,9 @@ def run_budget(folder: Path, tuner_dir: Path) -> dict[str, Any]:
 
     result.predictions.to_parquet(folder / PREDICTIONS_FILE, index=False)
     served = served_quality(model, truth)
-    wall = sum(seconds.values())
+    wall = sum(seconds.values())  # the budget; what follows is untimed
+    if peers:
+        served["peers"] = peer_quality(model, master, truth, cfg)
     cpu = own_cpu_s() - cpu0
     busy = machine_busy_s() - busy0
     table = summary_table(result)
@@ -277,6 +279,34 @@ def run_budget(folder: Path, tuner_dir: Path) -> dict[str, Any]:
     }
 
 
+def peer_quality(model: Any, master: Any, truth: Any, cfg: Any) -> dict[str, Any]:
+    """The external estimators (``bench/peers.py``) and the baselines, each
+    fitted on the whole master table and answered through the artifact's
+    served path with its own units model (untimed)."""
+    from peers import PEERS, served_path  # bench/, the script's own folder
+
+    from autoroi.evaluation.baselines import baseline_trainers
+    from autoroi.evaluation.truth import score_truth
+    from autoroi.model import features as F
+
+    frame = F.training_frame(master)
+    fitted: dict[str, Any] = {}
+    for peer in PEERS:
+        t0 = time.perf_counter()
+        fitted[peer.name] = (peer().fit(frame, F.DEFAULT_SPEC), time.perf_counter() - t0)
+    for name, trainer in baseline_trainers(cfg.seed, F.DEFAULT_SPEC, cfg.gbm_iterations).items():
+        if name == "seasonal_naive":
+            continue
+        t0 = time.perf_counter()
+        fitted[name] = (trainer(frame), time.perf_counter() - t0)
+    out: dict[str, Any] = {}
+    for name, (units_model, fit_s) in fitted.items():
+        score = score_truth(served_path(model, units_model.predict_features, frame), truth)
+        out[name] = {**_clean(score.metrics), "fit_s": round(fit_s, 1)}
+        log(f"peer {name}: ROI MAE {score.metrics['roi_mae']:.3f}")
+    return out
+
+
 def served_quality(model: Any, truth: Any) -> dict[str, Any]:
     """The fitted model as the server answers (its fast path), on the truth
     rows of the last 26 weeks (``autoroi.evaluation.truth``)."""
@@ -300,7 +330,7 @@ def _clean(d: Any) -> dict[str, Any]:
 def worker_budget(spec: dict[str, Any]) -> dict[str, Any]:
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench-tuner-") as tmp:
-        return run_budget(Path(spec["folder"]), Path(tmp))
+        return run_budget(Path(spec["folder"]), Path(tmp), peers=bool(spec.get("peers")))
 
 
 WORKERS = {"prepare": worker_prepare, "budget": worker_budget}
@@ -561,11 +591,45 @@ def render(info: dict[str, Any], inputs: dict[str, Any], res: dict[str, Any], v:
             x = sm.get(key)
             verdict = "PASS" if x is not None and ok(x) else "FAIL"
             out.append(f"  {verdict}  {name}  [{_f(x, '+.3f' if key == 'roi_bias' else '.3f')}]")
+        cover = sm.get("interval_coverage")
+        ok = cover is not None and 0.85 <= cover <= 0.95
+        out.append(
+            f"  {'PASS' if ok else 'FAIL'}  90 % interval covers the true ROI in 85-95 % of rows"
+            f"  [{_f(cover)}; median width {_f(sm.get('interval_median_width'))}]"
+        )
         out.append(
             f"  AUC of pays back {_f(sm.get('roi_auc'))}; served / true: units with"
             f" {_f(sm['units_with_ratio'])}, without {_f(sm['units_without_ratio'])}, incremental"
             f" {_f(sm['incremental_ratio'])} (true: net of pull-forward), cost {_f(sm['cost_ratio'])}"
         )
+        if sv.get("peers"):
+            names = ["autoroi (tuned ensemble)", *sv["peers"]]
+            rows_ = [sm, *sv["peers"].values()]
+            keys = (
+                ("roi_bias", "+.3f"),
+                ("roi_mae", ".3f"),
+                ("roi_spearman", ".3f"),
+                ("roi_balanced_accuracy", ".3f"),
+                ("roi_auc", ".3f"),
+                ("program_roi_mae", ".3f"),
+            )
+            trows = [[n, *(_f(r.get(k), f) for k, f in keys)] for n, r in zip(names, rows_, strict=True)]
+            out.append("  the same truth rows, each units model through the same served path:")
+            out.append(
+                table(
+                    ["model", "ROI bias", "ROI MAE", "Spearman", "pays back BA", "AUC", "program MAE"], trows
+                )
+            )
+            beaten = {
+                n: _lt(sm.get("roi_mae"), r.get("roi_mae"))
+                and _lt(r.get("roi_spearman") or 0.0, sm.get("roi_spearman"))
+                and _lt(sm.get("program_roi_mae"), r.get("program_roi_mae"))
+                for n, r in sv["peers"].items()
+            }
+            out.append(
+                "  beats (ROI MAE, Spearman and program MAE): "
+                + ", ".join(f"{n} {'PASS' if ok else 'FAIL'}" for n, ok in beaten.items())
+            )
         out.append(
             "  by type (true -> served mean ROI): "
             + ", ".join(
@@ -615,6 +679,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--fresh", action="store_true", help="regenerate the inputs even when kept")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--no-floors", action="store_true", help="skip the noise floor check")
+    p.add_argument(
+        "--peers",
+        action="store_true",
+        help="also score a LightGBM S-learner, EconML's LinearDML and the baselines through the served path"
+        " (the bench dependency group: make bench-quality)",
+    )
     p.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -627,7 +697,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log("training budget: tune, validate (with the truth), fit")
     # in a fresh process of its own, so that the figures are the budget's alone
     folder = input_dir(args.work_dir, args.seed, args.scale)
-    res, process_s = run_worker("budget", {"folder": str(folder)})
+    res, process_s = run_worker("budget", {"folder": str(folder), "peers": args.peers})
     res["process_s"] = process_s
     if not args.no_floors:
         log("noise floor check (Monte Carlo on the simulator's arrays)")
