@@ -33,6 +33,7 @@ EVALUATION_FILE = "evaluation.json"
 PREDICTIONS_FILE = "predictions.parquet"
 ROI_FILE = "roi.parquet"
 MODEL_DIR = "model"
+PROGRAMS_FILE = "programs.json"  # beside the model folder: the fit step's program ROI, for the report
 
 
 class TrainingInputError(AutoroiError):
@@ -241,7 +242,32 @@ def run_fit(
     )
     path = save_model(Path(directory) / MODEL_DIR, model, overwrite=True)
     record_samples(path, master)  # the deploy pipeline's smoke test replays these
+    write_programs(lake, cfg, model, Path(directory) / PROGRAMS_FILE)
     return path
+
+
+def write_programs(lake: Lake, cfg: AutoroiConfig, model: Any, path: Path) -> int:
+    """Every program in the curated zone as ``model`` estimates it
+    (``autoroi.model.programs``), beside the truth when the config names one,
+    as JSON records for the report; how many programs (0, and no file, when
+    the lake has no program tables)."""
+    from autoroi.lake.datasets import read_zone
+    from autoroi.model.programs import PROGRAM_TABLES, program_roi, program_scenarios, true_program_roi
+
+    tables = read_zone(lake, "curated", columns={k: list(v) for k, v in PROGRAM_TABLES.items()})
+    if set(PROGRAM_TABLES) - set(tables):
+        log.info("no program tables in the curated zone: no program report")
+        return 0
+    first, last = model.metadata["weeks"]
+    out, skipped = program_roi(model, program_scenarios(tables, first, last))
+    truth = read_truth(cfg)
+    if truth is not None:
+        out = out.merge(true_program_roi(truth, first, last), on="program_id", how="left")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(out.to_json(orient="records"), encoding="utf-8")
+    tmp.replace(path)
+    log.info("program ROI of %d programs (%d cell-weeks outside the model's cells)", len(out), skipped)
+    return len(out)
 
 
 # --------------------------------------------------------------------------- register
@@ -270,6 +296,8 @@ def register_candidate(
     if (model_path / MODEL_DIR).is_dir():
         model_path = model_path / MODEL_DIR
     evaluation, predictions, roi = read_evaluation(evaluation_dir)
+    programs_file = Path(model_dir) / PROGRAMS_FILE
+    programs = json.loads(programs_file.read_text(encoding="utf-8")) if programs_file.is_file() else None
     tuning = read_tuning(tuning_dir)
     if evaluation.get("master_version") != master_version or tuning.get("master_version") != master_version:
         raise TrainingInputError(
@@ -304,6 +332,7 @@ def register_candidate(
         hyperparameters=evaluation.get("hyperparameters"),
         fold_metrics=evaluation.get("fold_metrics"),
         folds=evaluation.get("folds"),
+        programs=programs,
     )
     metadata = {
         "master_version": master_version,

@@ -12,7 +12,10 @@ from kfp.dsl import HTML, Artifact, Markdown, Metrics, Model
 from autoroi.config import load_config
 from autoroi.lake.master import MasterStore
 from autoroi.lake.storage import open_lake
+from autoroi.lake.tables import TableStore
+from autoroi.model.programs import PROGRAM_TABLES
 from autoroi.registry import get_version, list_versions, verify_digest
+from autoroi.source.simulator import simulate
 from autoroi.training import needs_training
 from components.fit.component import build as build_fit
 from components.notify.component import build as build_notify
@@ -35,6 +38,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     truth.to_parquet(truth_path)
     lake = root / "lake"
     result = MasterStore(open_lake(str(lake))).publish(pa.Table.from_pandas(master, preserve_index=False), {})
+    # the curated program tables the fit step estimates every program from
+    tables = simulate(11, sales_rows=300_000).tables  # simulated_master's world
+    for name in PROGRAM_TABLES:
+        w = TableStore(open_lake(str(lake)), "curated", name).begin()
+        w.write_table(tables[name])
+        w.commit(tables[name].schema)
     return lake, truth_path, result.version
 
 
@@ -149,6 +158,8 @@ def test_train_steps_register_a_reviewable_version(world, tmp_path: Path):
     assert out["report"] == (lake_path / "models" / "roi" / reg.version / "report.html").read_text()
     assert reg.version in out["report"] and "<svg" in out["report"]
     assert "http://" not in out["report"] and "https://" not in out["report"]  # opens with no network
+    # every program that ran in the model's cells, beside the truth
+    assert "Programs that ran" in out["report"] and "Program-level ROI MAE against the truth" in out["report"]
 
     assert out["channels"] == "log"
     assert f"autoroi approve {reg.version} --by <name>" in out["notice"]

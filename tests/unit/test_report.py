@@ -289,3 +289,42 @@ def test_scatter_clips_outliers_to_the_plot_area():
     assert len(cx) == 201
     assert all(0 < v < 760 for v in cx) and all(0 < v < 300 for v in cy)
     assert "clipped" not in scatter_chart("roi", xs[:-1], ys[:-1])
+
+
+def test_programs_section_lists_every_program_beside_the_truth():
+    programs = [
+        {
+            "program_id": 1,
+            "code": "CR-25001",
+            "incentive_type": "cash_rebate",
+            "incentive_amount": 1500.0,
+            "first_week": "2025-01-06",
+            "last_week": "2025-02-24",
+            "cells": 12,
+            "cell_weeks": 96,
+            "incremental_units": 210.5,
+            "incentive_cost": 350_000.0,
+            "incremental_profit": -120_000.0,
+            "roi": -0.343,
+            "roi_lower": -0.45,
+            "roi_upper": -0.24,
+            "prob_pays_back": 0.01,
+            "true_roi": -0.30,
+        },
+        {
+            **{k: None for k in ("roi", "roi_lower", "roi_upper", "prob_pays_back")},
+            "code": "LOY-25002",
+            "incentive_type": "loyalty",
+            "first_week": "2025-03-03",
+            "last_week": "2025-03-31",
+            "true_roi": None,
+        },
+    ]
+    p = parse(render_report(**{**inputs(), "programs": programs}))
+    assert "programs" in p.ids()
+    text = " ".join(p.text)
+    for expected in ("CR-25001", "LOY-25002", "-34%", "-45%..-24%", "true ROI", "-30%", "2025-01-06..02-24"):
+        assert expected in text, expected
+    assert "Program-level ROI MAE against the truth: 0.043 over 1 programs." in text
+    bare = " ".join(parse(render_report(**inputs())).text)
+    assert "No program table was recorded" in bare
