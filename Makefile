@@ -114,8 +114,8 @@ bench: venv system-deps ## Run the replication benchmark (bench/replication.py; 
 bench-quality: venv system-deps ## Model quality against the truth with the peers (LightGBM S-learner, EconML DML: group "bench"); SEEDS=..., BENCH_ARGS=...
 	$(UV) sync --frozen --compile-bytecode --group bench
 	@rm -f $(VENV_STAMP)  # the next plain target syncs the default groups again
-	for s in $(or $(SEEDS),20261207 20261208 20261209); do \
-		$(VENV)/bin/python bench/model_quality.py --seed $$s --peers $(BENCH_ARGS) || exit $$?; done
+	@rc=0; for s in $(or $(SEEDS),20261207 20261208 20261209); do \
+		$(VENV)/bin/python bench/model_quality.py --seed $$s --peers $(BENCH_ARGS) || rc=1; done; exit $$rc
 
 scan: venv ## Security scan of manifests and Dockerfiles (hadolint, checkov; see manifests/README.md)
 	$(VENV)/bin/hadolint --config .hadolint.yaml containers/*/Dockerfile

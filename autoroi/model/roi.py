@@ -31,6 +31,8 @@ cost, so that ``roi = incremental_profit / incentive_cost`` reads directly).
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -143,21 +145,52 @@ def roi_interval(
     ``roi +- t(K-1) x sd x sqrt(1 + 1/K)``, and ``prob_pays_back`` is the t
     distribution's mass above 0. NaN where the ROI is undefined or there is
     one member (nothing to measure a spread from)."""
-    from scipy import stats
+    from scipy.special import stdtr  # the t distribution's CDF as a ufunc: no per-call overhead
 
     point = _f64(roi)
     m = np.asarray(member_roi, dtype=np.float64).reshape(len(point), -1)
     k = m.shape[1]
-    nan = np.full(len(point), np.nan)
     if k < 2:
+        nan = np.full(len(point), np.nan)
         return {"roi_lower": nan, "roi_upper": nan.copy(), "prob_pays_back": nan.copy()}
     with np.errstate(invalid="ignore"):
-        scale = np.std(m, axis=1, ddof=1) * np.sqrt(1 + 1 / k) if len(m) else nan
+        scale = np.std(m, axis=1, ddof=1) * math.sqrt(1 + 1 / k)
     scale = np.where(np.isfinite(point), np.maximum(scale, 1e-9), np.nan)
-    t = float(stats.t.ppf(0.5 + level / 2, k - 1))
+    t = _t_quantile(level, k - 1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        prob = np.where(np.isfinite(point), stats.t.cdf(point / scale, k - 1), np.nan)
+        prob = stdtr(k - 1, point / scale)
     return {"roi_lower": point - t * scale, "roi_upper": point + t * scale, "prob_pays_back": prob}
+
+
+@functools.lru_cache(maxsize=64)
+def _t_quantile(level: float, df: int) -> float:
+    from scipy.special import stdtrit
+
+    return float(stdtrit(df, 0.5 + level / 2))
+
+
+def _member_roi(
+    predicted: np.ndarray,
+    baseline: np.ndarray,
+    amount: np.ndarray,
+    unit_margin: np.ndarray,
+    take_rate: np.ndarray,
+    uptake: np.ndarray | None,
+    regular: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`roi_columns`' profit, cost and ROI for every member at once
+    (units ``(rows, members)``, the rest per row): the same arithmetic."""
+    amt, margin = amount[:, None], unit_margin[:, None]
+    incremental = predicted - baseline
+    if uptake is None:
+        cost = amt * predicted * take_rate[:, None]
+    else:
+        reg = baseline if regular is None else regular
+        cost = amt * (np.clip(incremental, 0.0, None) + uptake[:, None] * reg) * (predicted > 0)
+    profit = incremental * margin - cost
+    with np.errstate(divide="ignore", invalid="ignore"):
+        roi = np.where(cost != 0, profit / np.where(cost != 0, cost, 1.0), np.nan)
+    return profit, cost, roi
 
 
 @dataclass
@@ -188,21 +221,15 @@ class MemberUnits:
     def money(self) -> tuple[np.ndarray, np.ndarray]:
         """Each member's incremental profit and incentive cost, ``(rows, members)``:
         what a sum over many rows (a program) needs for its own interval."""
-        k = self.predicted.shape[1]
-        cols = [
-            roi_columns(
-                self.predicted[:, j],
-                self.baseline[:, j],
-                self.amount,
-                self.unit_margin,
-                self.take_rate,
-                self.uptake,
-                None if self.regular is None else self.regular[:, j],
-            )
-            for j in range(k)
-        ]
-        profit = np.column_stack([c["incremental_profit"] for c in cols])
-        cost = np.column_stack([c["incentive_cost"] for c in cols])
+        profit, cost, _ = _member_roi(
+            self.predicted,
+            self.baseline,
+            self.amount,
+            self.unit_margin,
+            self.take_rate,
+            self.uptake,
+            self.regular,
+        )
         return profit, cost
 
 
@@ -281,21 +308,16 @@ def member_roi_columns(
     out = roi_columns(
         predicted.mean(axis=1), baseline.mean(axis=1), amount, unit_margin, take_rate, uptake, mean_regular
     )
-    k = predicted.shape[1]
-    if k > 1:
-        each = np.column_stack(
-            [
-                roi_columns(
-                    predicted[:, j],
-                    baseline[:, j],
-                    amount,
-                    unit_margin,
-                    take_rate,
-                    uptake,
-                    None if regular is None else regular[:, j],
-                )["roi"]
-                for j in range(k)
-            ]
+    n = len(out["roi"])
+    if predicted.shape[1] > 1:
+        _, _, each = _member_roi(
+            predicted,
+            baseline,
+            _f64(amount, n),
+            _f64(unit_margin, n),
+            _f64(take_rate, n),
+            None if uptake is None else _f64(uptake, n),
+            regular,
         )
     else:
         each = out["roi"][:, None]
