@@ -344,10 +344,11 @@ class GateConfig(_Section):
     must_beat: list[str] = Field(
         default_factory=lambda: ["seasonal_naive"], description="baselines whose WAPE the candidate must beat"
     )
-    min_step_ratio: float | None = Field(
-        0.3,
-        description="at the backtest's program starts and ends, the candidate's predicted jump in units"
-        " over the actual one must reach this (a model blind to incentives scores about 0); null: no check",
+    step_margin: float | None = Field(
+        0.2,
+        description="at the backtest's program starts and ends (no ground truth), the candidate's predicted"
+        " jump over the actual one must exceed the seasonal naive's (a model blind to incentives) by this;"
+        " null: no check",
     )
 
 

@@ -59,22 +59,27 @@ def test_missing_baseline_metrics_fail():
 
 
 @pytest.mark.parametrize(
-    ("ratio", "pairs", "passed"),
+    ("ratio", "naive", "passed"),
     [
-        (0.85, 40, True),  # the predicted jumps are 85 % of the actual ones
-        (0.05, 40, False),  # blind to incentives: last year's weeks score about this
-        (float("nan"), 0, True),  # no program started or ended in the test weeks: not judged
+        (0.85, 0.05, True),  # the predicted jumps are 85 % of the actual ones; the naive's 5 %
+        (0.28, -0.61, True),  # noisy, but clearly moving with the programs where the naive does not
+        (0.15, 0.05, False),  # hardly more than a model blind to incentives
+        (0.15, None, False),  # no naive: against 0
+        (float("nan"), 0.05, True),  # no program started or ended in the test weeks: not judged
     ],
 )
-def test_the_candidate_must_move_with_the_programs(ratio, pairs, passed):
-    d = decide_gates({"wape": 0.30, "step_ratio": ratio, "step_pairs": pairs}, BASE, None, CFG)
+def test_the_candidate_must_move_with_the_programs(ratio, naive, passed):
+    base = {**BASE, "seasonal_naive": {"wape": 0.45, **({} if naive is None else {"step_ratio": naive})}}
+    d = decide_gates({"wape": 0.30, "step_ratio": ratio, "step_pairs": 40}, base, None, CFG)
     check = next(c for c in d.checks if c.name == "moves_with_programs")
     assert check.passed is passed and d.passed is passed
     if not passed:
+        floor = 0.0 if naive is None else naive
         assert d.reasons == [
-            "moves_with_programs: at 40 program starts and ends the predicted jump is 0.05 x the actual < 0.3"
+            "moves_with_programs: at 40 program starts and ends the predicted jump is 0.15 x the actual"
+            f" <= seasonal naive {floor:.2f} + 0.2"
         ]
-    assert GateConfig(min_step_ratio=None) and all(
-        c.name != "moves_with_programs"
-        for c in decide_gates({"wape": 0.3}, BASE, None, GateConfig(wape_max=0.4, min_step_ratio=None)).checks
+    unchecked = GateConfig(wape_max=0.4, step_margin=None)
+    assert all(
+        c.name != "moves_with_programs" for c in decide_gates({"wape": 0.3}, BASE, None, unchecked).checks
     )
