@@ -15,8 +15,9 @@ production source has no ground truth):
    few dozen starts and ends of a demo-size backtest the ratio is noisy
    (0.28 to 0.90 for candidates whose ROI MAE was 0.14 to 0.36, while the
    naive scored -0.61 to 0.05); it catches a model that does not move with
-   the programs, not a lift that is 20 % off. Not judged when no program
-   starts or ends in the test weeks.
+   the programs, not a lift that is 20 % off. Not judged with fewer than
+   ``MIN_STEP_PAIRS`` starts and ends in the test weeks (one start can make
+   last year's weeks look like a perfect model).
 
 Every check is recorded with its values; ``reasons`` lists the failed ones, in
 words a reviewer can act on. A missing or NaN WAPE fails its check.
@@ -32,6 +33,7 @@ from typing import Any
 from autoroi.config import GateConfig
 
 METRIC = "wape"
+MIN_STEP_PAIRS = 20  # program starts and ends below which moves_with_programs is not judged
 
 
 @dataclass(frozen=True)
@@ -119,10 +121,11 @@ def _step_check(metrics: Mapping[str, Any], blind: Mapping[str, Any] | None, mar
     floor = float((blind or {}).get("step_ratio", math.nan))
     floor = 0.0 if math.isnan(floor) else floor
     limit = floor + margin
-    if math.isnan(ratio):
-        return GateCheck(
-            "moves_with_programs", True, "no program started or ended in the test weeks", None, limit
+    if math.isnan(ratio) or pairs < MIN_STEP_PAIRS:
+        detail = (
+            f"not judged: {pairs} program starts and ends in the test weeks (fewer than {MIN_STEP_PAIRS})"
         )
+        return GateCheck("moves_with_programs", True, detail, None if math.isnan(ratio) else ratio, limit)
     ok = ratio > limit
     detail = (
         f"at {pairs} program starts and ends the predicted jump is {ratio:.2f} x the actual"

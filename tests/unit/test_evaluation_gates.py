@@ -66,11 +66,13 @@ def test_missing_baseline_metrics_fail():
         (0.15, 0.05, False),  # hardly more than a model blind to incentives
         (0.15, None, False),  # no naive: against 0
         (float("nan"), 0.05, True),  # no program started or ended in the test weeks: not judged
+        (0.77, 1.56, True),  # one start: the naive's 1.56 is chance, not judged (pairs below)
     ],
 )
 def test_the_candidate_must_move_with_the_programs(ratio, naive, passed):
     base = {**BASE, "seasonal_naive": {"wape": 0.45, **({} if naive is None else {"step_ratio": naive})}}
-    d = decide_gates({"wape": 0.30, "step_ratio": ratio, "step_pairs": 40}, base, None, CFG)
+    pairs = 1 if naive == 1.56 else 40
+    d = decide_gates({"wape": 0.30, "step_ratio": ratio, "step_pairs": pairs}, base, None, CFG)
     check = next(c for c in d.checks if c.name == "moves_with_programs")
     assert check.passed is passed and d.passed is passed
     if not passed:
