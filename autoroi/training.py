@@ -246,23 +246,32 @@ def run_fit(
     return path
 
 
-def write_programs(lake: Lake, cfg: AutoroiConfig, model: Any, path: Path) -> int:
-    """Every program in the curated zone as ``model`` estimates it
-    (``autoroi.model.programs``), beside the truth when the config names one,
-    as JSON records for the report; how many programs (0, and no file, when
-    the lake has no program tables)."""
+def estimate_programs(lake: Lake, cfg: AutoroiConfig, model: Any) -> tuple[pd.DataFrame | None, int]:
+    """Every program in the lake's curated zone as ``model`` estimates it
+    (``autoroi.model.programs``), beside the truth when the config names one;
+    and how many program cell-weeks fall outside the model's cells. None when
+    the curated zone has no program tables."""
     from autoroi.lake.datasets import read_zone
     from autoroi.model.programs import PROGRAM_TABLES, program_roi, program_scenarios, true_program_roi
 
     tables = read_zone(lake, "curated", columns={k: list(v) for k, v in PROGRAM_TABLES.items()})
     if set(PROGRAM_TABLES) - set(tables):
-        log.info("no program tables in the curated zone: no program report")
-        return 0
+        return None, 0
     first, last = model.metadata["weeks"]
     out, skipped = program_roi(model, program_scenarios(tables, first, last))
     truth = read_truth(cfg)
     if truth is not None:
         out = out.merge(true_program_roi(truth, first, last), on="program_id", how="left")
+    return out, skipped
+
+
+def write_programs(lake: Lake, cfg: AutoroiConfig, model: Any, path: Path) -> int:
+    """:func:`estimate_programs` as JSON records for the report; how many
+    programs (0, and no file, when the lake has no program tables)."""
+    out, skipped = estimate_programs(lake, cfg, model)
+    if out is None:
+        log.info("no program tables in the curated zone: no program report")
+        return 0
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(out.to_json(orient="records"), encoding="utf-8")
     tmp.replace(path)

@@ -33,28 +33,18 @@ def _pick_version(lake: Any, version: str | None) -> str:
 def program_table(cfg: Any, version: str | None) -> tuple[str, Any, int]:
     """(version, the per-program frame, rows left out) for the lake of ``cfg``."""
     from autoroi.errors import AutoroiError
-    from autoroi.lake.datasets import read_zone
     from autoroi.lake.storage import open_lake
     from autoroi.model.artifact import load_model
-    from autoroi.model.programs import PROGRAM_TABLES, program_roi, program_scenarios, true_program_roi
     from autoroi.registry import fetch_artifact
-    from autoroi.training import read_truth
+    from autoroi.training import estimate_programs
 
     lake = open_lake(cfg.lake.uri, cfg.lake)
     chosen = _pick_version(lake, version)
     with tempfile.TemporaryDirectory(prefix="autoroi-programs-") as tmp:
         model = load_model(fetch_artifact(lake, chosen, Path(tmp) / "model"))
-    tables = read_zone(lake, "curated", columns={k: list(v) for k, v in PROGRAM_TABLES.items()})
-    missing = sorted(set(PROGRAM_TABLES) - set(tables))
-    if missing:
-        raise AutoroiError(
-            f"the lake's curated zone lacks {', '.join(missing)}: run `autoroi run ingest` first"
-        )
-    first, last = model.metadata["weeks"]
-    out, skipped = program_roi(model, program_scenarios(tables, first, last))
-    truth = read_truth(cfg)
-    if truth is not None:
-        out = out.merge(true_program_roi(truth, first, last), on="program_id", how="left")
+    out, skipped = estimate_programs(lake, cfg, model)
+    if out is None:
+        raise AutoroiError("the lake's curated zone has no program tables: run `autoroi run ingest` first")
     return chosen, out, skipped
 
 

@@ -879,22 +879,32 @@ def estimate_take_rates(frame: pd.DataFrame) -> dict[str, float]:
     Measured on the simulator's ground truth, these rates reproduce its ROI
     better than a least-squares split of overlapping weeks (which the order in
     which buyers take stacked programs distorts)."""
-    present = [t for t in INCENTIVE_TYPES if INDICATORS[t] in frame.columns]
-    if MASTER_SHARE not in frame.columns or not present:
-        return {}
-    active = frame[[INDICATORS[t] for t in present]].fillna(0).to_numpy(np.float64) > 0
-    alone = active.sum(axis=1) == 1
-    units = frame[UNITS].to_numpy(np.float64)
-    under = units * frame[MASTER_SHARE].fillna(0).to_numpy(np.float64)
-    kind = frame[INCENTIVE_TYPE].astype(str).to_numpy()
+    units, under, rows_of = _rows_per_type(frame)
     rates: dict[str, float] = {}
-    for i, t in enumerate(present):
-        rows = alone & active[:, i]
-        if units[rows].sum() <= 0:
-            rows = kind == t
+    for t, rows in rows_of.items():
         if units[rows].sum() > 0:
             rates[t] = float(min(1.0, max(under[rows].sum() / units[rows].sum(), 1e-3)))
     return rates
+
+
+def _rows_per_type(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The rows that measure each incentive type's take (the cell-weeks where it
+    ran alone; where it never did, where it dominated), with the units and the
+    units sold under a program; no types without ``incentive_share`` or the
+    indicator columns."""
+    present = [t for t in INCENTIVE_TYPES if INDICATORS[t] in frame.columns]
+    units = frame[UNITS].to_numpy(np.float64)
+    if MASTER_SHARE not in frame.columns or not present:
+        return units, np.zeros_like(units), {}
+    active = frame[[INDICATORS[t] for t in present]].fillna(0).to_numpy(np.float64) > 0
+    alone = active.sum(axis=1) == 1
+    under = units * frame[MASTER_SHARE].fillna(0).to_numpy(np.float64)
+    kind = frame[INCENTIVE_TYPE].astype(str).to_numpy()
+    rows_of: dict[str, np.ndarray] = {}
+    for i, t in enumerate(present):
+        rows = alone & active[:, i]
+        rows_of[t] = rows if units[rows].sum() > 0 else kind == t
+    return units, under, rows_of
 
 
 def estimate_uptake(frame: pd.DataFrame, predicted: Any, baseline: Any) -> dict[str, float]:
@@ -910,24 +920,14 @@ def estimate_uptake(frame: pd.DataFrame, predicted: Any, baseline: Any) -> dict[
     (``roi.roi_columns``): a deeper incentive is taken by more buyers, where a
     constant take rate per type (:func:`estimate_take_rates`) charges every
     depth the average one. Empty without ``incentive_share`` or indicators."""
-    present = [t for t in INCENTIVE_TYPES if INDICATORS[t] in frame.columns]
-    if MASTER_SHARE not in frame.columns or not present:
-        return {}
+    units, under, rows_of = _rows_per_type(frame)
     pred = np.asarray(predicted, dtype=np.float64)
     base = np.asarray(baseline, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         lifted = np.clip(np.where(pred > 0, 1.0 - base / np.where(pred > 0, pred, 1.0), 0.0), 0.0, 1.0)
-    active = frame[[INDICATORS[t] for t in present]].fillna(0).to_numpy(np.float64) > 0
-    alone = active.sum(axis=1) == 1
-    units = frame[UNITS].to_numpy(np.float64)
-    under = units * frame[MASTER_SHARE].fillna(0).to_numpy(np.float64)
     brought = units * lifted
-    kind = frame[INCENTIVE_TYPE].astype(str).to_numpy()
     out: dict[str, float] = {}
-    for i, t in enumerate(present):
-        rows = alone & active[:, i]
-        if units[rows].sum() <= 0:
-            rows = kind == t
+    for t, rows in rows_of.items():
         regular = (units - brought)[rows].sum()
         if regular > 0:
             out[t] = float(np.clip((under - brought)[rows].sum() / regular, 0.0, 1.0))

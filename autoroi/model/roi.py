@@ -93,25 +93,23 @@ def roi_columns(
     rate = _f64(take_rate, n)
     if not (len(base) == len(amt) == len(margin) == len(rate) == n):
         raise ValueError("roi_frame: inputs must have the same length (or be scalars)")
-    incremental = pred - base
-    if uptake is None:
-        cost = amt * pred * rate
-    else:
+    up = regular = None
+    if uptake is not None:
         up = _f64(uptake, n)
         regular = base if regular_units is None else _f64(regular_units, n)
         if not (len(up) == len(regular) == n):
             raise ValueError("roi_frame: inputs must have the same length (or be scalars)")
-        cost = amt * (np.clip(incremental, 0.0, None) + up * regular) * (pred > 0)
-    profit = incremental * margin - cost
-    with np.errstate(divide="ignore", invalid="ignore"):
-        roi = np.where(cost != 0, profit / np.where(cost != 0, cost, 1.0), np.nan)
+    # the same arithmetic as every ensemble member's: one member
+    profit, cost, roi = _member_roi(
+        pred[:, None], base[:, None], amt, margin, rate, up, None if regular is None else regular[:, None]
+    )
     return {
         "predicted_units": pred,
         "baseline_units": base,
-        "incremental_units": incremental,
-        "incentive_cost": cost,
-        "incremental_profit": profit,
-        "roi": roi,
+        "incremental_units": pred - base,
+        "incentive_cost": cost[:, 0],
+        "incremental_profit": profit[:, 0],
+        "roi": roi[:, 0],
     }
 
 
@@ -178,8 +176,9 @@ def _member_roi(
     uptake: np.ndarray | None,
     regular: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`roi_columns`' profit, cost and ROI for every member at once
-    (units ``(rows, members)``, the rest per row): the same arithmetic."""
+    """The formula of the module docstring for every member at once: profit,
+    cost and ROI, ``(rows, members)`` (units ``(rows, members)``, the rest
+    per row). :func:`roi_columns` is its one-member case."""
     amt, margin = amount[:, None], unit_margin[:, None]
     incremental = predicted - baseline
     if uptake is None:
@@ -278,22 +277,6 @@ def score_features(
     return pd.DataFrame(member_units(predict_fn, feats, take_rates, uptake).columns())
 
 
-def member_roi_frame(
-    predicted: np.ndarray,
-    baseline: np.ndarray,
-    amount: ArrayLike,
-    unit_margin: ArrayLike,
-    take_rate: ArrayLike,
-    uptake: ArrayLike | None = None,
-    regular: np.ndarray | None = None,
-) -> pd.DataFrame:
-    """:func:`roi_columns` of the members' mean units plus :func:`roi_interval`
-    from each member's ROI; units ``(rows, members)``."""
-    return pd.DataFrame(
-        member_roi_columns(predicted, baseline, amount, unit_margin, take_rate, uptake, regular)
-    )
-
-
 def member_roi_columns(
     predicted: np.ndarray,
     baseline: np.ndarray,
@@ -303,7 +286,8 @@ def member_roi_columns(
     uptake: ArrayLike | None = None,
     regular: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """The columns of :func:`member_roi_frame` as arrays (the fast path's)."""
+    """:func:`roi_columns` of the members' mean units plus :func:`roi_interval`
+    from each member's ROI (units ``(rows, members)``): the served columns."""
     mean_regular = None if regular is None else regular.mean(axis=1)
     out = roi_columns(
         predicted.mean(axis=1), baseline.mean(axis=1), amount, unit_margin, take_rate, uptake, mean_regular
