@@ -26,7 +26,7 @@ PG_PACKAGES  ?= postgresql-15 postgresql
 CHROMIUM_PACKAGE ?= chromium
 CHROMEDRIVER_PACKAGE ?= chromium-driver
 
-.PHONY: help venv system-deps test lint format demo bench scan manifests clean soak
+.PHONY: help venv system-deps test lint format demo bench scan manifests clean soak images test-containers
 
 help: ## Show this list of targets
 	@echo "Usage: make <target> [PYTEST_ARGS=...]"
@@ -42,7 +42,7 @@ $(UV_STAMP):
 	@touch $@
 
 $(VENV_STAMP): uv.lock pyproject.toml $(UV_STAMP)
-	$(UV) sync --frozen --compile-bytecode
+	$(UV) sync --frozen --compile-bytecode --extra all
 	@touch $@
 
 venv: $(VENV_STAMP) ## Create/update .venv from uv.lock (pinned uv in .tools/); instant when up to date
@@ -93,8 +93,11 @@ system-deps: ## Install missing system packages (PostgreSQL server, Java 17, chr
 	echo "system-deps: apt-get install $${pkgs[*]}"; \
 	"$${SUDO[@]}" apt-get install -y -q --no-install-recommends "$${pkgs[@]}" </dev/null
 
-test: venv system-deps ## Run the test suite except e2e (PYTEST_ARGS=... passes extra arguments)
-	$(VENV)/bin/pytest -m "not e2e" $(PYTEST_ARGS)
+test: venv system-deps ## Run the test suite except e2e and containers (PYTEST_ARGS=... passes extra arguments)
+	$(VENV)/bin/pytest -m "not e2e and not containers" $(PYTEST_ARGS)
+
+test-containers: images ## Build the images, then the container tier: the images, the server and dashboard as containers, the pipelines in DockerRunner
+	$(VENV)/bin/pytest -m containers tests/containers $(PYTEST_ARGS)
 
 lint: venv ## ruff check, ruff format --check and mypy
 	$(VENV)/bin/ruff check .
@@ -112,10 +115,13 @@ bench: venv system-deps ## Run the replication benchmark (bench/replication.py; 
 	$(VENV)/bin/python bench/replication.py $(BENCH_ARGS)
 
 bench-quality: venv system-deps ## Model quality against the truth with the peers (LightGBM S-learner, EconML DML: group "bench"); SEEDS=..., BENCH_ARGS=...
-	$(UV) sync --frozen --compile-bytecode --group bench
+	$(UV) sync --frozen --compile-bytecode --extra all --group bench
 	@rm -f $(VENV_STAMP)  # the next plain target syncs the default groups again
 	@rc=0; for s in $(or $(SEEDS),20261207 20261208 20261209); do \
 		$(VENV)/bin/python bench/model_quality.py --seed $$s --peers $(BENCH_ARGS) || rc=1; done; exit $$rc
+
+images: venv ## Build the five images (<kfp.image_registry>/<kind>:<git sha>) here: docker.io, dockerd, a Debian base from the archive
+	containers/build-images.sh $(IMAGES)
 
 scan: venv ## Security scan of manifests and Dockerfiles (hadolint, checkov; see manifests/README.md)
 	$(VENV)/bin/hadolint --config .hadolint.yaml containers/*/Dockerfile

@@ -93,17 +93,25 @@ class PipelineFailed(RuntimeError):
 
 
 def run_local(
-    name: str, cfg: AutoroiConfig, log_path: Path | None = None, params: dict[str, Any] | None = None
+    name: str,
+    cfg: AutoroiConfig,
+    log_path: Path | None = None,
+    params: dict[str, Any] | None = None,
+    runner: Any = None,
 ) -> dict[str, Any]:
-    """Run a pipeline through ``kfp.local`` with the subprocess runner (the
-    current environment, no containers); returns its outputs. With
+    """Run a pipeline through ``kfp.local``; returns its outputs. The runner
+    is the subprocess runner (the current environment, no containers) unless
+    ``runner`` is another, such as a ``kfp.local.DockerRunner`` that runs every
+    step in the image the pipeline names (tests/containers). With
     ``log_path``, kfp's step-by-step output goes there instead of stdout;
     ``params`` adds or replaces pipeline arguments (``master_version``)."""
     from kfp import local
 
     root = Path(cfg.kfp.pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    local.init(
+        runner=runner or local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True
+    )
     pipeline = build(name, cfg)
     args = {**arguments(cfg, name), **(params or {})}
     quiet = _quiet_kfp() if log_path is not None else nullcontext()

@@ -75,9 +75,29 @@ class LazyGroup(click.Group):
         return cmd
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """The package version and the commit an image was built from (its
+    ``AUTOROI_GIT_SHA``), so a running step says which code it is."""
+    if not value or ctx.resilient_parsing:
+        return
+    import os
+    from importlib.metadata import version
+
+    sha = os.environ.get("AUTOROI_GIT_SHA", "").strip()
+    click.echo(f"autoroi, version {version('autoroi')}" + (f", commit {sha}" if sha else ""))
+    ctx.exit()
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING, ERROR")
-@click.version_option(package_name="autoroi")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version and the commit it was built from, and exit.",
+)
 @click.pass_context
 def cli(ctx: click.Context, log_level: str) -> None:
     """autoroi: ROI prediction for automotive sales incentives on Kubeflow and KServe."""

@@ -49,6 +49,7 @@ from autoroi.model import features as F
 from autoroi.model.artifact import RoiModel, load_model
 from autoroi.model.fastpath import FastPathUnavailable, FastPredictor, NotCovered
 from autoroi.registry import fetch_artifact, get_version
+from autoroi.serving.options import options_document
 from autoroi.serving.outputs import (
     OUTPUTS,
     Columns,
@@ -159,6 +160,7 @@ class RoiModelServer(Model):
         self.vocabulary: Vocabulary | None = None
         self.fast_path = fast_path
         self.fast: FastPredictor | None = None
+        self.options: dict[str, Any] | None = None
 
     # -- loading ---------------------------------------------------------------------------
     def load(self) -> bool:
@@ -179,6 +181,8 @@ class RoiModelServer(Model):
         self.model = model
         self.version = version
         self.vocabulary = Vocabulary.from_context(model.context, model.metadata.get("incentive_types_seen"))
+        # what the dashboard's pickers offer (GET /v2/models/roi/options), from the artifact's context
+        self.options = options_document(model.context, model.metadata.get("incentive_types_seen"), version)
         self.fast = self._build_fast_path(model, self.vocabulary)
         self._warm_up()
         self.ready = True

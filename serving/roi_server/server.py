@@ -24,6 +24,7 @@ from typing import Any
 import kserve
 import kserve.model_server
 from cloudevents.sdk.converters.util import has_binary_headers
+from fastapi.responses import JSONResponse
 from kserve.constants.constants import PredictorProtocol
 from kserve.errors import InvalidInput
 from kserve.protocol.dataplane import DataPlane
@@ -79,4 +80,26 @@ def build_server(**kwargs: Any) -> kserve.ModelServer:
     server = kserve.ModelServer(**kwargs)
     server.dataplane = RoiDataPlane(model_registry=server.registered_models)
     install_error_handlers(kserve.model_server.app)
+    install_options_route(kserve.model_server.app, server)
     return server
+
+
+OPTIONS_PATH = "/v2/models/{model_name}/options"
+
+
+def install_options_route(app: Any, server: kserve.ModelServer) -> None:
+    """``GET /v2/models/<name>/options``: the pickers' options of the served
+    version (``autoroi.serving.options``). An extension beside the v2 routes:
+    the v2 metadata response has no place for them, and the dashboard in a
+    cluster (nginx, no router) asks the predictor for them as ``/options``."""
+
+    async def model_options(model_name: str) -> JSONResponse:
+        model = server.registered_models.get_model(model_name)
+        options = getattr(model, "options", None)
+        if model is None or not getattr(model, "ready", False) or options is None:
+            return JSONResponse({"error": f"model {model_name} is not ready"}, status_code=503)
+        return JSONResponse(options)
+
+    # one route per process, bound to the latest server (tests build several)
+    app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) != OPTIONS_PATH]
+    app.add_api_route(OPTIONS_PATH, model_options, methods=["GET"], response_model=None)

@@ -28,9 +28,6 @@ from autoroi.lake.storage import Lake
 
 CONTEXT_FILE = "context.parquet"
 PREPROCESSING_FILE = "preprocessing.json"
-_COLUMNS = ["region", "vehicle_model", "cell_level", "segment", "super_region", "msrp", "week_start"]
-_FINE_REGION = ("region_model", "region_segment")
-_FINE_MODEL = ("region_model", "super_region_model")
 
 
 def artifact_location(doc: dict[str, Any], lake: Lake | None) -> tuple[pafs.FileSystem, str]:
@@ -79,37 +76,10 @@ def read_options(fs: pafs.FileSystem, folder: str, version: str | None) -> dict[
     """The options document (module docstring) of the artifact in ``folder``."""
     import pyarrow.parquet as pq
 
-    from autoroi.serving.validation import Vocabulary
+    from autoroi.serving.options import CONTEXT_COLUMNS, options_document
 
     with fs.open_input_file(f"{folder}/{CONTEXT_FILE}") as f:
-        table = pq.read_table(f, columns=_COLUMNS)
+        table = pq.read_table(f, columns=CONTEXT_COLUMNS)
     doc = json.loads(read_bytes(fs, f"{folder}/{PREPROCESSING_FILE}"))
-    context = table.to_pandas()
-    vocab = Vocabulary.from_context(context, (doc.get("metadata") or {}).get("incentive_types_seen"))
-
-    keys = context.drop_duplicates(["region", "vehicle_model"])
-    fine_regions = sorted(set(keys.loc[keys["cell_level"].isin(_FINE_REGION), "region"].astype(str)))
-    fine = context[context["cell_level"].isin(_FINE_MODEL)]
-    models = []
-    for name, rows in fine.groupby("vehicle_model", sort=True):
-        msrp = float(rows["msrp"].median()) if rows["msrp"].notna().any() else None
-        models.append({"name": str(name), "segment": str(rows["segment"].iloc[0]), "msrp": msrp})
-    # the server also accepts super-region and segment names (the coarser cells
-    # the master merged small cells into): the pickers list real regions and
-    # vehicle models only, and the pairs among them that the server accepts
-    regions = fine_regions or sorted(vocab.regions)
-    region_set, names = set(regions), {m["name"] for m in models}
-    pairs = sorted((r, m) for r, m in vocab.pairs if r in region_set and m in names)
-    weeks = context["week_start"]
-    return {
-        "version": version or doc.get("version"),
-        "regions": regions,
-        "segments": sorted({str(m["segment"]) for m in models}),
-        "vehicle_models": models,
-        "pairs": [list(p) for p in pairs],
-        "incentive_types": [t for t in vocab.incentive_types if t != "none"],
-        "weeks": {
-            "first": str(weeks.min())[:10] if len(weeks) else None,
-            "last": str(weeks.max())[:10] if len(weeks) else None,
-        },
-    }
+    seen = (doc.get("metadata") or {}).get("incentive_types_seen")
+    return options_document(table.to_pandas(), seen, version or doc.get("version"))

@@ -435,3 +435,19 @@ def test_metadata_follows_the_v2_spec(client: httpx.Client, v2_schema: Callable[
     missing = client.get("/v2/models/nope")
     assert missing.status_code == 404
     v2_schema("metadata_model_error_response", missing.json())
+
+
+def test_the_pickers_options_come_from_the_served_version(client: httpx.Client, roi_artifact: Path) -> None:
+    """GET /v2/models/roi/options (what the dashboard image proxies as /options)
+    equals what the local router reads from the same artifact."""
+    import pyarrow.fs as pafs
+
+    from serving.router.options import read_options
+
+    r = client.get("/v2/models/roi/options")
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    expected = read_options(pafs.LocalFileSystem(), str(roi_artifact), doc["version"])
+    assert doc == expected
+    assert doc["regions"] and doc["pairs"] and doc["incentive_types"]
+    assert client.get("/v2/models/nope/options").status_code == 503

@@ -1,0 +1,76 @@
+#!/bin/bash
+# Build autoroi's five images on this machine, tagged exactly as
+# `autoroi compile` pins them: <kfp.image_registry>/<kind>:<git sha> (and the
+# serving image as serving.image's repository with the same tag).
+#
+#   containers/build-images.sh [KIND ...]      (make images; default: all five)
+#
+# Installs Debian's docker.io and debootstrap when missing and starts dockerd
+# when none answers (root; like `make system-deps`), bootstraps the Debian
+# base from the package archive (containers/bootstrap-base.sh) unless
+# BASE_IMAGE names one, and hands the build host's certificate bundle
+# (CA_BUNDLE, default /etc/ssl/certs/ca-certificates.crt) to the downloading
+# steps as a build secret. Prints a table: image, size, build seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+docker="${DOCKER:-/usr/bin/docker}"
+python="${PYTHON:-.venv/bin/python}"
+ca_bundle="${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
+kinds=("$@")
+[[ ${#kinds[@]} -gt 0 ]] || kinds=(components spark trainer serving dashboard)
+
+need=()
+[[ -x "${docker}" ]] || need+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || [[ -n "${BASE_IMAGE:-}" ]] || need+=(debootstrap)
+if [[ ${#need[@]} -gt 0 ]]; then
+    [[ "$(id -u)" == 0 ]] || { echo "images: need root to apt-get install ${need[*]}" >&2; exit 1; }
+    echo "images: apt-get install ${need[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends "${need[@]}" </dev/null >/dev/null \
+        || { apt-get update -q </dev/null >/dev/null && apt-get install -y -q --no-install-recommends "${need[@]}" </dev/null >/dev/null; }
+fi
+if ! "${docker}" info >/dev/null 2>&1; then
+    [[ "$(id -u)" == 0 ]] || { echo "images: no Docker engine answers and only root can start dockerd" >&2; exit 1; }
+    echo "images: starting dockerd (log: /var/log/autoroi-dockerd.log)" >&2
+    setsid dockerd >/var/log/autoroi-dockerd.log 2>&1 </dev/null &
+    for _ in $(seq 1 60); do "${docker}" info >/dev/null 2>&1 && break; sleep 1; done
+    "${docker}" info >/dev/null 2>&1 || { tail -n 20 /var/log/autoroi-dockerd.log >&2; exit 1; }
+fi
+
+mkdir -p var
+base="${BASE_IMAGE:-$(containers/bootstrap-base.sh)}"
+sha="$(git rev-parse HEAD)"
+# the references compile pins (pipelines.run.pin_images), from the same config
+mapfile -t refs < <(AUTOROI_GIT_SHA="${sha}" "${python}" - "${kinds[@]}" <<'PY'
+import sys
+from autoroi.config import load_config
+from pipelines.run import pin_images
+cfg = pin_images(load_config())
+registry, tag = cfg.kfp.image_registry.rstrip("/"), cfg.kfp.image_tag
+for kind in sys.argv[1:]:
+    if kind in ("components", "spark", "trainer"):
+        print(cfg.kfp.image(kind))
+    elif kind == "serving":
+        print(cfg.serving.image.rsplit(":", 1)[0] + ":" + tag)
+    else:
+        print(f"{registry}/{kind}:{tag}")
+PY
+)
+secret=()
+[[ -s "${ca_bundle}" ]] && secret=(--secret "id=ca_bundle,src=${ca_bundle}")
+
+report=()
+for i in "${!kinds[@]}"; do
+    kind="${kinds[$i]}" ref="${refs[$i]}"
+    echo "images: building ${ref} (base ${base})" >&2
+    start=$(date +%s)
+    DOCKER_BUILDKIT=1 "${docker}" build --progress=plain -f "containers/${kind}/Dockerfile" \
+        --build-arg "BASE_IMAGE=${base}" --build-arg "GIT_SHA=${sha}" "${secret[@]}" \
+        --label "org.opencontainers.image.revision=${sha}" -t "${ref}" . >"var/images-${kind}.log" 2>&1 \
+        || { tail -n 40 "var/images-${kind}.log" >&2; echo "images: ${kind} failed (var/images-${kind}.log)" >&2; exit 1; }
+    size=$("${docker}" image inspect -f '{{.Size}}' "${ref}")
+    report+=("$(printf '%-60s %7.2f GB %5d s' "${ref}" "$(awk "BEGIN {print ${size}/1e9}")" $(($(date +%s) - start)))")
+done
+printf '%-60s %10s %7s\n' image size build
+printf '%s\n' "${report[@]}"
