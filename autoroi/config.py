@@ -429,10 +429,15 @@ class NotifyConfig(_Section):
 class ServingConfig(_Section):
     """Where approved versions run (``deploy`` pipeline, ``autoroi serve``)."""
 
-    target: Literal["local", "kserve"] = Field(
-        "local", description="local: model server processes on this machine; kserve: an InferenceService"
+    target: Literal["local", "docker", "kserve"] = Field(
+        "local",
+        description="local: model server processes on this machine; docker: model server containers of"
+        " `image` on this machine (for deploy steps that run in containers); kserve: an InferenceService",
     )
-    state_dir: str = Field("var/serving", description="local target: endpoint.json, server logs")
+    state_dir: str = Field("var/serving", description="local and docker targets: endpoint.json, server logs")
+    docker_socket: str = Field(
+        "/var/run/docker.sock", description="docker target: the Docker Engine API's unix socket"
+    )
     host: str = Field("127.0.0.1", description="local endpoint and model servers listen here")
     port: int = Field(8080, ge=1, le=65535, description="local endpoint (router and dashboard) port")
     max_batch: int = Field(1024, ge=1, description="most scenarios per request (larger: HTTP 413)")
@@ -444,7 +449,9 @@ class ServingConfig(_Section):
         10, ge=1, le=99, description="kserve: traffic to a new version before promotion"
     )
     namespace: str = Field("autoroi", description="kserve: namespace of the InferenceService")
-    image: str = Field("ghcr.io/autoroi/serving:latest", description="kserve: the model server image")
+    image: str = Field(
+        "ghcr.io/autoroi/serving:latest", description="kserve and docker: the model server image"
+    )
     in_cluster: bool | None = Field(
         None, description="kserve: in-cluster credentials (default: try, then kubeconfig)"
     )

@@ -122,9 +122,9 @@ class LocalTarget:
         doc = read_endpoint(self.state_dir)
         if doc is None:
             return None
-        if not pid_alive(doc.get("pid")):
+        if not self._alive(doc):
             log.warning(
-                "the local model server of %s (pid %s) is not running", doc.get("version"), doc.get("pid")
+                "the local model server of %s (%s) is not running", doc.get("version"), self._name(doc)
             )
             return None
         return str(doc["version"])
@@ -139,7 +139,7 @@ class LocalTarget:
             cand = _read_json(path) or {}
             if writer_state(cand.get("deployer")) != "dead":
                 continue
-            stop_pid(cand.get("pid"))
+            self._stop(cand)
             path.unlink(missing_ok=True)
             stopped.append(str(cand.get("version")))
             log.info("stopped the candidate server of %s, left by a deploy that died", cand.get("version"))
@@ -152,10 +152,7 @@ class LocalTarget:
         logs = self.state_dir / LOGS
         logs.mkdir(parents=True, exist_ok=True)
         log_path = logs / f"{version}-{port}.log"
-        cmd = [
-            self.python,
-            "-m",
-            "serving.roi_server",
+        args = [
             "--lake",
             self.lake_uri,
             "--version",
@@ -166,29 +163,48 @@ class LocalTarget:
             str(free_port(self.host)),
             *self.server_args,
         ]
+        handle = self._launch(version, args, log_path)
+        url = f"http://{self.host}:{port}"
+        doc = {
+            "version": version,
+            "url": url,
+            **handle,
+            "port": port,
+            "log": str(log_path),
+            "artifact": artifact_uri,
+            "deployer": writer_id(),
+        }
+        write_json_local(self._candidate_path(version), doc)
+        log.info("started the model server of %s: %s (%s, log %s)", version, url, self._name(doc), log_path)
+
+    # -- how a server runs: a process here (a container in DockerTarget) ------
+    def _launch(self, version: str, args: list[str], log_path: Path) -> dict[str, Any]:
+        """Start ``python -m serving.roi_server ARGS``; the handle the record keeps."""
         with open(log_path, "ab") as out:
             proc = subprocess.Popen(
-                cmd,
+                [self.python, "-m", "serving.roi_server", *args],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # outlives the deploy step that started it
                 env=self.env,
             )
-        url = f"http://{self.host}:{port}"
-        write_json_local(
-            self._candidate_path(version),
-            {
-                "version": version,
-                "url": url,
-                "pid": proc.pid,
-                "port": port,
-                "log": str(log_path),
-                "artifact": artifact_uri,
-                "deployer": writer_id(),
-            },
-        )
-        log.info("started the model server of %s: %s (pid %d, log %s)", version, url, proc.pid, log_path)
+        return {"pid": proc.pid}
+
+    def _alive(self, doc: dict[str, Any]) -> bool:
+        return pid_alive(doc.get("pid"))
+
+    def _stop(self, doc: dict[str, Any]) -> None:
+        stop_pid(doc.get("pid"))
+
+    def _ident(self, doc: dict[str, Any]) -> Any:
+        return doc.get("pid")
+
+    def _name(self, doc: dict[str, Any]) -> str:
+        return f"pid {doc.get('pid')}"
+
+    def _log_tail(self, doc: dict[str, Any]) -> str:
+        return _tail(Path(doc["log"]))
 
     def wait_ready(self, version: str, timeout_s: float) -> None:
         cand = self._candidate(version)
@@ -196,8 +212,8 @@ class LocalTarget:
         url = f"{cand['url']}/v2/models/roi/ready"
         last = "no answer yet"
         while time.monotonic() < deadline:
-            if not pid_alive(cand["pid"]):
-                tail = _tail(Path(cand["log"]))
+            if not self._alive(cand):
+                tail = self._log_tail(cand)
                 raise DeployError(f"the model server of {version} exited before it was ready:\n{tail}")
             try:
                 with urllib.request.urlopen(url, timeout=2) as resp:
@@ -226,16 +242,16 @@ class LocalTarget:
             },
         )
         self._candidate_path(version).unlink(missing_ok=True)
-        if old and old.get("pid") != cand["pid"]:
+        if old and self._ident(old) != self._ident(cand):
             time.sleep(self.drain_s)  # requests the endpoint already forwarded to the old server finish
-            stop_pid(old.get("pid"))
-            log.info("stopped the previous model server (%s, pid %s)", old.get("version"), old.get("pid"))
+            self._stop(old)
+            log.info("stopped the previous model server (%s, %s)", old.get("version"), self._name(old))
 
     def rollback(self, version: str) -> None:
         doc = _read_json(self._candidate_path(version))
         if doc is None:
             return
-        stop_pid(doc.get("pid"))
+        self._stop(doc)
         self._candidate_path(version).unlink(missing_ok=True)
         log.info("rolled back %s: its server is stopped; the endpoint is unchanged", version)
 
@@ -244,12 +260,12 @@ class LocalTarget:
         """Stop the serving process and any candidates (``autoroi serve --stop``)."""
         stopped = []
         doc = read_endpoint(self.state_dir)
-        if doc and pid_alive(doc.get("pid")):
-            stop_pid(doc.get("pid"))
+        if doc and self._alive(doc):
+            self._stop(doc)
             stopped.append(str(doc["version"]))
         for path in sorted((self.state_dir / CANDIDATES).glob("*.json")):
             cand = _read_json(path) or {}
-            stop_pid(cand.get("pid"))
+            self._stop(cand)
             path.unlink(missing_ok=True)
             stopped.append(str(cand.get("version")))
         return stopped

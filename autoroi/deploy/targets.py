@@ -24,18 +24,34 @@ DEPLOYMENTS_ZONE = "deployments"
 
 def make_target(cfg: AutoroiConfig, lake_uri: str) -> RolloutTarget:
     s = cfg.serving
+    args = (
+        "--max-batch",
+        str(s.max_batch),
+        "--access-log",
+        str(s.access_log).lower(),
+        "--log-level",
+        "WARNING",
+    )
     if s.target == "local":
         from autoroi.deploy.local import LocalTarget
 
-        args = (
-            "--max-batch",
-            str(s.max_batch),
-            "--access-log",
-            str(s.access_log).lower(),
-            "--log-level",
-            "WARNING",
-        )
         return LocalTarget(s.state_dir, lake_uri, host=s.host, server_args=args)
+    if s.target == "docker":
+        from autoroi.deploy.docker import DockerTarget, EngineAPI
+
+        # the lake's S3 settings as the InferenceService's predictor gets them (not secrets)
+        lake_env = {"AUTOROI_LAKE__URI": lake_uri, "AUTOROI_LAKE__S3_REGION": cfg.lake.s3_region}
+        if cfg.lake.s3_endpoint_url:
+            lake_env["AUTOROI_LAKE__S3_ENDPOINT_URL"] = cfg.lake.s3_endpoint_url
+        return DockerTarget(
+            s.state_dir,
+            lake_uri,
+            image=s.image,
+            api=EngineAPI(s.docker_socket),
+            host=s.host,
+            server_args=args,
+            extra_env=lake_env,
+        )
     from autoroi.deploy.kserve import KServeTarget, kubernetes_api
 
     api = kubernetes_api(s.in_cluster, s.kubeconfig, s.kube_context)

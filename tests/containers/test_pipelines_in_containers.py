@@ -1,12 +1,16 @@
-"""The pipelines in their containers: ``ingest`` with ``train`` nested, through
-``kfp.local.DockerRunner``, every step in the image the compiled pipeline
-names, as uid 10001, on the host's loopback (the tests' PostgreSQL source and
-moto S3 lake), secrets only as environment variables (as the kfp-kubernetes
-wiring hands them to pods). Its outputs must match a ``SubprocessRunner`` run
-of the same source."""
+"""The pipelines in their containers: ``ingest`` with ``train`` nested, then
+``deploy``, through ``kfp.local.DockerRunner``, every step in the image the
+compiled pipeline names, as uid 10001, on the host's loopback (the tests'
+PostgreSQL source and moto S3 lake), secrets only as environment variables (as
+the kfp-kubernetes wiring hands them to pods). ``ingest`` must match a
+``SubprocessRunner`` run of the same source; ``deploy`` uses the docker target
+(the model server a container of the serving image, started by the roll-out
+step through the Docker Engine API) and must leave a deployment record and a
+promoted server that answers."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -20,6 +24,7 @@ from autoroi.registry import list_versions
 from autoroi.source.db import connect_engine, parse_url
 from autoroi.source.generate import generate_source
 from pipelines.run import run_local
+from tests.pipeline.test_deploy_pipeline import SCENARIO
 from tests.pipeline.test_train_pipeline import TINY_TRAINING
 
 pytestmark = [pytest.mark.containers, pytest.mark.postgres, pytest.mark.s3]
@@ -37,6 +42,28 @@ def _cfg(url: str, lake: dict[str, Any], root: Path, sha: str) -> Any:
             "training": TINY_TRAINING,
         }
     )
+
+
+def _approved_version(lake: Any, tmp: Path) -> str:
+    """A small trained model with recorded smoke samples, registered and approved
+    (as tests/pipeline/test_deploy_pipeline.py makes them)."""
+    from autoroi.approval import APPROVE, decide
+    from autoroi.deploy.smoke import record_samples
+    from autoroi.model.artifact import save_model
+    from autoroi.registry import register_model
+    from tests.model_tables import simulated_master, trained_model
+
+    master, _ = simulated_master()
+    folder = save_model(tmp / "deployed" / "model", trained_model(epochs=3))
+    record_samples(folder, master, n=12)
+    meta = {
+        "master_version": "m-test",
+        "metrics": {"wape": 0.3},
+        "gate": {"passed": True, "reasons": [], "checks": []},
+    }
+    mv = register_model(lake, folder, meta, {}, "<html>report</html>", "pending_approval")
+    decide(lake, mv.version, APPROVE, "tester")
+    return str(mv.version)
 
 
 def test_ingest_with_train_in_containers_matches_the_subprocess_run(
@@ -103,3 +130,64 @@ def test_ingest_with_train_in_containers_matches_the_subprocess_run(
     assert steps, "no step wrote its outputs"
     owners = {p.stat().st_uid for p in run_dir.rglob("executor_output.json")}
     assert owners == {10001}, owners
+
+    # ------------------------------------------------------------------ deploy
+    # an approved version with recorded smoke samples (the tiny search above may be gated out)
+    version = _approved_version(open_lake(cfg.lake.uri, cfg.lake), tmp_path)
+    state = tmp_path / "serving"
+    state.mkdir()
+    state.chmod(0o777)
+    sock = "/var/run/docker.sock"
+    from docker.types import Mount
+
+    deploy_runner = local.DockerRunner(
+        network_mode="host",
+        user=UID,
+        environment=env,
+        entrypoint=["/usr/bin/env"],
+        # what the roll-out steps need beside the pipeline root: the Engine API
+        # (as a cluster's deploy steps need the Kubernetes API) and the state the
+        # local endpoint follows
+        group_add=[str(os.stat(sock).st_gid)],
+        mounts=[Mount(sock, sock, type="bind"), Mount(str(state), str(state), type="bind")],
+    )
+    serving = {
+        "target": "docker",
+        "image": images["serving"],
+        "state_dir": str(state),
+        "ready_timeout_s": 180,
+    }
+    dcfg = load_config(
+        overrides={"lake": lake, "kfp": {"pipeline_root": str(root), "image_tag": sha}, "serving": serving}
+    )
+    from autoroi.deploy.targets import make_target
+
+    target = make_target(dcfg, dcfg.lake.uri)
+    try:
+        old = os.umask(0)
+        try:
+            run_local(
+                "deploy", dcfg, tmp_path / "deploy.log", params={"version": version}, runner=deploy_runner
+            )
+        finally:
+            os.umask(old)
+        text = (tmp_path / "deploy.log").read_text()
+        assert set(re.findall(r"Found image '([^']+)'", text)) == {images["components"]}
+        endpoint = json.loads((state / "endpoint.json").read_text())
+        assert endpoint["version"] == version and endpoint["image"] == images["serving"]
+        records = [k for k in s3_lake.list_keys("lake/deployments/roi/") if k.endswith(".json")]
+        assert len(records) == 1
+        body = s3_lake.client.get_object(Bucket=s3_lake.bucket, Key=records[0])["Body"].read()
+        assert json.loads(body)["outcome"] == "promoted"
+        import httpx
+
+        r = httpx.post(f"{endpoint['url']}/v1/models/roi:predict", json={"instances": [SCENARIO]}, timeout=30)
+        assert r.status_code == 200, r.text
+        assert r.json()["predictions"][0]["predicted_units"] > 0
+        inspect = target.api.call("GET", f"/containers/{endpoint['container']}/json")  # type: ignore[attr-defined]
+        host = inspect["HostConfig"]
+        assert host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"]
+        assert "no-new-privileges" in host["SecurityOpt"] and inspect["Config"]["User"] == "1000:1000"
+    finally:
+        stopped = target.stop_all()  # type: ignore[attr-defined]
+    assert stopped == [version]
