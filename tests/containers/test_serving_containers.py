@@ -20,14 +20,41 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser.conftest import browser
-from tests.browser.test_dashboard_browser import _by_id, _loaded, _numbers, _wait
+from tests.browser.conftest import browser, screenshot
+from tests.browser.test_dashboard_browser import (
+    _by_id,
+    _loaded,
+    _numbers,
+    _wait,
+    page,
+    test_a_week_that_is_not_a_monday_is_refused_by_the_server,
+    test_bad_input_shows_the_servers_field_and_reason,
+    test_heatmap_renders_region_by_segment,
+    test_page_uses_nothing_from_the_network,
+    test_roi_curve_renders_as_svg,
+    test_the_interval_beside_the_roi_and_the_band_on_the_curve,
+    test_what_if_amount_updates_numbers_and_curve,
+)
 from tests.conftest import free_port
 from tests.containers.conftest import REPO
 from tests.serving.conftest import roi_artifact
 from tests.serving.test_serving_http import SCENARIOS, v2_body
 
-__all__ = ["browser", "roi_artifact"]
+# The dashboard suite's Chromium tests that need no local router (its /report,
+# endpoint.json), run here against the two containers through `dashboard` below.
+__all__ = [
+    "browser",
+    "page",
+    "roi_artifact",
+    "screenshot",
+    "test_a_week_that_is_not_a_monday_is_refused_by_the_server",
+    "test_bad_input_shows_the_servers_field_and_reason",
+    "test_heatmap_renders_region_by_segment",
+    "test_page_uses_nothing_from_the_network",
+    "test_roi_curve_renders_as_svg",
+    "test_the_interval_beside_the_roi_and_the_band_on_the_curve",
+    "test_what_if_amount_updates_numbers_and_curve",
+]
 
 pytestmark = pytest.mark.containers
 
@@ -116,6 +143,22 @@ def stack(images: dict[str, str], docker: Docker, served_lake: tuple[Path, str])
         for name in (dashboard, serving):
             docker("rm", "-f", name, check=False)
         docker("network", "rm", network, check=False)
+
+
+@dataclass
+class ContainerDashboard:
+    """What the dashboard suite's `page` fixture needs of a dashboard."""
+
+    url: str
+    version: str
+
+    def restore(self) -> None:
+        """Nothing to restore: the containers' wiring is fixed."""
+
+
+@pytest.fixture(scope="module")
+def dashboard(stack: Stack) -> ContainerDashboard:
+    return ContainerDashboard(stack.dashboard_url, stack.version)
 
 
 def test_the_server_container_answers_v1_v2_and_health(stack: Stack, docker: Docker) -> None:
