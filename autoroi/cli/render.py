@@ -236,3 +236,42 @@ def roi_table(predictions: list[dict[str, Any]], title: str) -> Any:
         named = "; ".join(f"{k} <- {v}" for k, v in coarse.items())
         table.caption = f"* answered from the coarser cell: {named}"
     return table
+
+
+def amounts_table(decisions: list[dict[str, Any]], title: str) -> Any:
+    """``autoroi.decisions.amount_decisions`` per scenario: where the incentive
+    stops paying back, the most profitable amount (its profit and ROI), and the
+    largest amount that pays back with the chosen confidence. Fits 100 columns."""
+    from rich.table import Table
+
+    table = Table(title=title, box=None, padding=(0, 1), pad_edge=False, header_style="bold underline")
+    for name, right in (
+        ("region/model", False),
+        ("week", False),
+        ("incentive", False),
+        ("break-even", True),
+        ("best $/unit", True),
+        ("profit $k", True),
+        ("ROI", True),
+        ("safe $/unit", True),
+    ):
+        table.add_column(name, justify="right" if right else "left", no_wrap=True)
+    for d in decisions:
+        s = d["scenario"]
+        be = d["break_even"]
+        if be["kind"] == "crossing":
+            even = f"{be['amount']:,.0f}"
+        else:
+            even = "none pays" if be["kind"] == "none" else "> grid"
+        best, safe = d["best_profit"], d["safe"]
+        table.add_row(
+            f"{s.get('region')}/{s.get('vehicle_model')}",
+            str(s.get("week_start")),
+            str(s.get("incentive_type")),
+            even,
+            "none pays" if best is None else f"{best['amount']:,.0f}",
+            "—" if best is None else f"{best['incremental_profit'] / 1000:,.1f}",
+            "—" if best is None else f"{best['roi']:+.2f}",
+            "none" if safe is None else f"{safe['amount']:,.0f}",
+        )
+    return table

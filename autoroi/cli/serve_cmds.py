@@ -111,26 +111,81 @@ def read_scenarios(path: Path) -> list[dict[str, Any]]:
     "--input", "input_path", type=click.Path(path_type=Path, exists=True, dir_okay=False), required=True
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON answer.")
-def predict(url: str, input_path: Path, as_json: bool) -> None:
+@click.option(
+    "--amounts",
+    "amounts",
+    is_flag=False,
+    flag_value="auto",
+    default=None,
+    metavar="[LO:HI:STEP|A,B,...]",
+    help="Also search each scenario's amount: break-even, most profitable, and the largest with"
+    " P(ROI > 0) >= --min-prob-pays-back. Without a grid: the dashboard's what-if range.",
+)
+@click.option(
+    "--min-prob-pays-back",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.8,
+    show_default=True,
+    help="With --amounts: the chance of paying back the 'safe' amount needs.",
+)
+def predict(
+    url: str, input_path: Path, as_json: bool, amounts: str | None, min_prob_pays_back: float
+) -> None:
     """Send scenarios (CSV or JSON) to the v1 endpoint and print the ROI table."""
-    import httpx
-
-    from autoroi.cli.render import console, roi_table
-    from autoroi.errors import AutoroiError
+    from autoroi.cli.render import amounts_table, console, roi_table
 
     instances = read_scenarios(input_path)
+    body = _post_v1(url, instances)
+    if amounts is None:
+        if as_json:
+            click.echo(json.dumps(body, indent=2))
+            return
+        console.print(roi_table(body["predictions"], f"ROI predictions ({body.get('model_version', '?')})"))
+        return
+    from autoroi.decisions import amount_decisions, default_amounts, parse_amount_grid
+
+    grid = None if amounts == "auto" else parse_amount_grid(amounts)
+    decisions = []
+    for scenario, answer in zip(instances, body["predictions"], strict=True):
+        points = grid or default_amounts(_number(scenario.get("incentive_amount")))
+        curve = _post_v1(url, [{**scenario, "incentive_amount": a} for a in points])["predictions"]
+        decisions.append(
+            {"scenario": scenario, "answer": answer, **amount_decisions(points, curve, min_prob_pays_back)}
+        )
+    if as_json:
+        click.echo(json.dumps({"model_version": body.get("model_version"), "decisions": decisions}, indent=2))
+        return
+    console.print(roi_table(body["predictions"], f"ROI predictions ({body.get('model_version', '?')})"))
+    console.print(amounts_table(decisions, f"Amounts (P(ROI > 0) >= {min_prob_pays_back:g} for 'safe')"))
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _post_v1(url: str, instances: list[dict[str, Any]]) -> dict[str, Any]:
+    """The v1 answer for ``instances``; a batch the server finds too large
+    (HTTP 413, its --max-batch) goes again in halves, as the dashboard does."""
+    import httpx
+
+    from autoroi.errors import AutoroiError
+
     try:
         r = httpx.post(f"{url.rstrip('/')}/v1/models/roi:predict", json={"instances": instances}, timeout=60)
     except httpx.HTTPError as e:
         raise AutoroiError(f"cannot reach {url}: {e}") from e
+    if r.status_code == 413 and len(instances) > 1:
+        half = len(instances) // 2
+        first, second = _post_v1(url, instances[:half]), _post_v1(url, instances[half:])
+        return {**second, "predictions": first["predictions"] + second["predictions"]}
     try:
-        body = r.json()
+        body: dict[str, Any] = r.json()
     except ValueError:
         body = {"error": r.text[:300]}
     if r.status_code != 200:
         where = f" (field {body.get('field')}: {body.get('reason')})" if body.get("field") else ""
         raise AutoroiError(f"{url} answered {r.status_code}: {body.get('error')}{where}")
-    if as_json:
-        click.echo(json.dumps(body, indent=2))
-        return
-    console.print(roi_table(body["predictions"], f"ROI predictions ({body.get('model_version', '?')})"))
+    return body

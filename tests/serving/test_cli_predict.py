@@ -87,3 +87,39 @@ def test_predict_names_the_bad_field_and_an_unreachable_server(roi_server, tmp_p
     with pytest.raises(SystemExit):
         cli_main(["predict", "--url", roi_server.url, "--input", str(junk)])
     assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_predict_amounts_searches_each_scenario(roi_server, tmp_path: Path, capsys):
+    """--amounts asks the server for the scenario at every amount of the grid
+    (in halves when the server's --max-batch refuses the whole curve) and
+    reports the amounts the served answers give."""
+    from autoroi.decisions import amount_decisions
+
+    path = tmp_path / "s.csv"
+    path.write_text(HEADER + "Northeast,Pico,2025-06-02,cash_rebate,1500\n")
+    argv = ["predict", "--url", roi_server.url, "--input", str(path)]
+    assert cli_main([*argv, "--amounts", "250:5000:250", "--json"]) is None
+    doc = json.loads(capsys.readouterr().out)
+    [d] = doc["decisions"]
+    assert d["points"] == 20 and d["min_prob_pays_back"] == 0.8
+    assert d["break_even"]["kind"] in {"crossing", "none", "above_grid"}
+    # the same decisions from the server's own answers at those amounts
+    import httpx
+
+    grid = [250.0 * i for i in range(1, 21)]
+    curve = []
+    for a in grid:
+        inst = {**d["scenario"], "incentive_amount": a}
+        curve += httpx.post(f"{roi_server.url}/v1/models/roi:predict", json={"instances": [inst]}).json()[
+            "predictions"
+        ]
+    expected = amount_decisions(grid, curve, 0.8)
+    assert {k: d[k] for k in expected} == json.loads(json.dumps(expected))
+    # the table: one row per scenario, in 100 columns
+    assert cli_main([*argv, "--amounts"]) is None
+    out = capsys.readouterr().out
+    assert "break-even" in out and "safe $/unit" in out
+    assert max(len(line) for line in out.splitlines()) <= 100
+    with pytest.raises(SystemExit):
+        cli_main([*argv, "--amounts", "1000"])
+    assert "at least two amounts" in capsys.readouterr().err
