@@ -44,6 +44,7 @@
     cellLevel: $("cell-level"),
     curve: $("curve"),
     curveCaption: $("curve-caption"),
+    curveDecisions: $("curve-decisions"),
     heatmap: $("heatmap"),
     heatmapCaption: $("heatmap-caption"),
     panels: {
@@ -444,6 +445,69 @@
     return out;
   }
 
+  // The amounts an analyst decides with, by the rules of autoroi/decisions.py
+  // (autoroi predict --amounts): where the incentive stops paying back (the last
+  // ROI = 0 crossing, interpolated), the most profitable amount, and the largest
+  // amount that pays back with P(ROI > 0) >= SAFE_PROB.
+  var SAFE_PROB = 0.8;
+
+  function amountDecisions(amounts, preds) {
+    var rows = [];
+    amounts.forEach(function (a, i) {
+      var q = preds[i] || {};
+      if (!num(q.roi)) return;
+      rows.push({ a: a, roi: q.roi, profit: num(q.incremental_profit) ? q.incremental_profit : null,
+        p: num(q.prob_pays_back) ? q.prob_pays_back : null });
+    });
+    var out = { kind: "none", breakEven: null, best: null, safe: null };
+    if (rows.some(function (r) { return r.roi > 0; })) {
+      if (rows[rows.length - 1].roi > 0) out.kind = "above_grid";
+      else {
+        var k = -1;
+        for (var i = 0; i < rows.length - 1; i++) if (rows[i].roi > 0 && rows[i + 1].roi <= 0) k = i;
+        var lo = rows[k], hi = rows[k + 1];
+        out.kind = "crossing";
+        out.breakEven = lo.a + (lo.roi / (lo.roi - hi.roi)) * (hi.a - lo.a);
+      }
+    }
+    rows.forEach(function (r) {
+      if (r.profit !== null && r.profit > 0 && (!out.best || r.profit > out.best.profit)) out.best = r;
+      if (r.p !== null && r.p >= SAFE_PROB) out.safe = r;
+    });
+    return out;
+  }
+
+  function drawDecisions(dec, root, x, y) {
+    var marks = svg("g", { class: "marks" }, root);
+    function mark(cls, a, v, title) {
+      var c = svg("circle", { class: "mark " + cls, cx: x(a), cy: y(v), r: 6, "data-amount": a }, marks);
+      svg("title", {}, c).textContent = title;
+    }
+    var parts = [];
+    if (dec.kind === "crossing") {
+      mark("break-even", dec.breakEven, 0, "break-even: " + fmtMoney.format(dec.breakEven));
+      parts.push("Break-even at " + fmtMoney.format(dec.breakEven) + " per unit");
+    } else if (dec.kind === "above_grid") {
+      parts.push("Pays back at every amount shown");
+    } else {
+      parts.push("No amount shown pays back");
+    }
+    if (dec.best) {
+      mark("best-profit", dec.best.a, dec.best.roi, "most profitable: " + fmtMoney.format(dec.best.a));
+      parts.push("most profitable at " + fmtMoney.format(dec.best.a) + " (profit " +
+        fmtMoney.format(dec.best.profit) + ", ROI " + roiText(dec.best.roi) + ")");
+    }
+    if (dec.safe) {
+      mark("safe-amount", dec.safe.a, dec.safe.roi, "largest with P(ROI > 0) >= " + SAFE_PROB * 100 + " %");
+      parts.push("pays back with P \u2265 " + SAFE_PROB * 100 + " % up to " + fmtMoney.format(dec.safe.a));
+    }
+    els.curveDecisions.textContent = parts.join("; ") + ".";
+    els.curveDecisions.dataset.kind = dec.kind;
+    els.curveDecisions.dataset.breakEven = dec.breakEven === null ? "" : String(dec.breakEven);
+    els.curveDecisions.dataset.best = dec.best ? String(dec.best.a) : "";
+    els.curveDecisions.dataset.safe = dec.safe ? String(dec.safe.a) : "";
+  }
+
   function drawCurve(amounts, preds, s) {
     var W = 860, H = 280, m = { l: 58, r: 36, t: 12, b: 38 };
     var pts = amounts.map(function (a, i) {
@@ -517,6 +581,7 @@
         svg("circle", { class: "current-point", cx: x(a), cy: y(cur), r: 5 }, root);
       }
     }
+    drawDecisions(amountDecisions(amounts, preds), root, x, y);
     els.curve.textContent = "";
     els.curve.appendChild(root);
     els.curveCaption.textContent = label(s.incentive_type) + " for " + s.vehicle_model + " in " + s.region +

@@ -272,3 +272,57 @@ def test_page_uses_nothing_from_the_network(page: Any, dashboard: Any) -> None:
     )
     assert urls
     assert all(u.startswith(dashboard.url) for u in urls), urls
+
+
+def _curve_decisions(page: Any, dashboard: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The page's scenario and what autoroi.decisions finds in the model
+    server's answers at the curve's amounts (the x of its points)."""
+    from autoroi.decisions import amount_decisions
+
+    s = page.execute_script(
+        """return {region: document.getElementById('region').value,
+                   vehicle_model: document.getElementById('vehicle-model').value,
+                   week_start: document.getElementById('week').value,
+                   incentive_type: document.getElementById('incentive-type').value};"""
+    )
+    amounts = [float(p.get_attribute("data-amount")) for p in _css(page, "#curve circle.roi-point")]
+    instances = [{**s, "incentive_amount": a} for a in amounts]
+    answers: list[dict[str, Any]] = []
+    for i in range(0, len(instances), 10):  # the model server's --max-batch is 16
+        r = httpx.post(
+            f"{dashboard.model_url}/v1/models/roi:predict", json={"instances": instances[i : i + 10]}
+        )
+        assert r.status_code == 200, r.text
+        answers += r.json()["predictions"]
+    return s, amount_decisions(amounts, answers, 0.8)
+
+
+def test_the_curve_marks_the_amounts_that_decide(page: Any, dashboard: Any) -> None:
+    """Break-even, most profitable and 'safe' amounts on the what-if curve are
+    those autoroi.decisions (autoroi predict --amounts) finds in the same answers,
+    for every incentive type; at least one type pays back somewhere."""
+    from selenium.webdriver.support.ui import Select
+
+    types = [o.get_attribute("value") for o in _css(page, "#incentive-type option")]
+    marked = 0
+    for t in types:
+        before = _by_id(page, "curve-caption").text
+        if _by_id(page, "incentive-type").get_attribute("value") != t:
+            Select(_by_id(page, "incentive-type")).select_by_value(t)
+            _wait(page, f"the curve of {t}", lambda d, b=before: _by_id(d, "curve-caption").text != b)
+        _wait(page, "the amount marks", lambda d: _by_id(d, "curve-decisions").text.endswith("."))
+        _s, expected = _curve_decisions(page, dashboard)
+        shown = _by_id(page, "curve-decisions")
+        be, best, safe = expected["break_even"], expected["best_profit"], expected["safe"]
+        assert shown.get_attribute("data-kind") == be["kind"], t
+        if be["kind"] == "crossing":
+            assert float(shown.get_attribute("data-break-even")) == pytest.approx(be["amount"], abs=0.01)
+            [mark] = _css(page, "#curve circle.mark.break-even")
+            assert float(mark.get_attribute("data-amount")) == pytest.approx(be["amount"], abs=0.01)
+        assert shown.get_attribute("data-best") == ("" if best is None else f"{best['amount']:g}"), t
+        assert shown.get_attribute("data-safe") == ("" if safe is None else f"{safe['amount']:g}"), t
+        n = sum(x is not None for x in (best, safe, be["amount"]))
+        assert len(_css(page, "#curve circle.mark")) == n, t
+        assert ("most profitable" in shown.text) == (best is not None)
+        marked += n
+    assert marked > 0, "no incentive type pays back anywhere on this curve: the marks are untested"
