@@ -35,6 +35,7 @@ _COMMANDS = {
     "demo": ("autoroi.cli.demo_cmd", "demo"),
     "models": ("autoroi.cli.models_cmd", "models"),
     "programs": ("autoroi.cli.programs_cmd", "programs"),
+    "plan": ("autoroi.cli.plan_cmd", "plan"),
     "dashboard": ("autoroi.cli.dashboard_cmd", "dashboard"),
 }
 
@@ -56,6 +57,7 @@ _HELP = {
     "demo": "Run the demo on embedded defaults.",
     "models": "Inspect the model registry: models list | models show VERSION.",
     "programs": "Estimated ROI (with its interval) of every incentive program that ran.",
+    "plan": "Spend a budget on the incentives (cell, week, type, amount) that return most.",
     "dashboard": "Serve the inference dashboard and the local endpoint (--background, --stop).",
 }
 

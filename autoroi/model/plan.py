@@ -1,0 +1,55 @@
+"""The planner's options through the model, as the server scores them: the
+served columns of every scenario (``roi``, its interval, ``prob_pays_back``,
+units, cost, profit) and each ensemble member's profit and cost, which a sum
+over the chosen scenarios needs for its own interval (as program-level ROI
+does, ``autoroi.model.programs``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from autoroi.model import features as F
+from autoroi.model.roi import member_units, roi_interval
+
+
+def score_options(model: Any, scenarios: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """``scenarios`` with the served columns, and each member's profit and
+    cost, ``(rows, members)``. ``model`` is a ``RoiModel``."""
+    feats = model.features(scenarios[list(F.SCENARIO_FIELDS)])
+    mu = member_units(model.predict_members, feats, model.take_rates, model.uptake)
+    profit, cost = mu.money()
+    served = pd.DataFrame(mu.columns(), index=scenarios.index)
+    extra = [c for c in (F.CELL_LEVEL,) if c in feats.columns]
+    for c in extra:
+        served[c] = feats[c].to_numpy()
+    return pd.concat([scenarios, served], axis=1), profit, cost
+
+
+def portfolio(
+    chosen: pd.DataFrame, member_profit: np.ndarray | None, member_cost: np.ndarray | None
+) -> dict[str, Any]:
+    """Totals of the chosen scenarios: cost, incremental units and profit, and
+    the portfolio's ROI with its interval from each member's own sums (none
+    without members: a plan made through an endpoint has only served fields)."""
+    cost = float(chosen["incentive_cost"].sum())
+    profit = float(chosen["incremental_profit"].sum())
+    roi = profit / cost if cost > 0 else float("nan")
+    out: dict[str, Any] = {
+        "scenarios": len(chosen),
+        "incentive_cost": cost,
+        "incremental_units": float(chosen["incremental_units"].sum()),
+        "incremental_profit": profit,
+        "roi": roi,
+        "roi_lower": None,
+        "roi_upper": None,
+        "prob_pays_back": None,
+    }
+    if member_profit is not None and member_cost is not None and member_profit.shape[1] > 1 and cost > 0:
+        m_profit, m_cost = member_profit.sum(axis=0), member_cost.sum(axis=0)
+        member_roi = np.where(m_cost > 0, m_profit / np.where(m_cost > 0, m_cost, 1.0), np.nan)
+        interval = roi_interval(np.array([roi]), member_roi[None, :])
+        out.update({k: float(v[0]) for k, v in interval.items()})
+    return out

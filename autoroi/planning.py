@@ -1,0 +1,151 @@
+"""A budget planner: for each cell (region x vehicle model) and week, at most one
+incentive (type, amount), so that the expected incentive cost stays within a
+budget and the expected incremental profit (or the return per dollar) is as
+large as it can be.
+
+This is a multiple-choice knapsack: one choice per (cell, week) group. The
+allocator is the classic greedy on the groups' convex hulls (Sinha and
+Zoltners, 1979): in each group, drop the options that another option or a mix
+of two beats (more profit for less cost); walk each group's hull from "no
+incentive" up, one step at a time, and take the steps of all groups in order
+of their marginal return (extra profit per extra dollar) while they fit the
+budget and return more than they cost. Concave response curves make the hull
+hold most options. Guarantee: the linear relaxation's optimum is the greedy's
+path up to one fractional step, so the plan's profit is at least the optimum's
+minus the largest single option's profit (and equal to it when the budget
+ends on a hull step); ``tests/unit/test_planning.py`` checks it against brute
+force. With objective ``roi`` each group offers its best-returning option,
+taken in order of return while the budget lasts.
+
+Pure functions of arrays (the model's answers come in from the caller).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+Objective = Literal["profit", "roi"]
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """Chosen option row per group (-1: none), and the totals."""
+
+    choice: np.ndarray  # (groups,) index into the options, or -1
+    cost: float
+    value: float
+
+
+def plan_grid(
+    pairs: Sequence[tuple[str, str]], weeks: Sequence[str], types: Sequence[str], amounts: Sequence[float]
+) -> pd.DataFrame:
+    """Every scenario the planner may choose: pairs x weeks x types x amounts,
+    with ``group`` numbering the (cell, week)."""
+    p = np.asarray(pairs, dtype=object).reshape(-1, 2)
+    n_p, n_w, n_t, n_a = len(p), len(weeks), len(types), len(amounts)
+    i_p, i_w, i_t, i_a = (
+        a.ravel()
+        for a in np.meshgrid(np.arange(n_p), np.arange(n_w), np.arange(n_t), np.arange(n_a), indexing="ij")
+    )
+    return pd.DataFrame(
+        {
+            "region": p[i_p, 0],
+            "vehicle_model": p[i_p, 1],
+            "week_start": np.asarray(weeks, dtype=object)[i_w],
+            "incentive_type": np.asarray(types, dtype=object)[i_t],
+            "incentive_amount": np.asarray(amounts, dtype=np.float64)[i_a],
+            "group": i_p * n_w + i_w,
+        }
+    )
+
+
+def _hull(cost: np.ndarray, value: np.ndarray, idx: np.ndarray) -> list[int]:
+    """Indices (into the options) of one group's upper convex hull from the
+    origin, by increasing cost, with increasing value and decreasing slope."""
+    order = idx[np.lexsort((-value[idx], cost[idx]))]
+    hull: list[int] = []
+    best = 0.0
+    for i in order:  # drop what costs more and earns no more
+        if value[i] <= best or cost[i] <= 0:
+            continue
+        best = value[i]
+        # pop while the last point lies on or below the line from the one before to i
+        while hull:
+            c0, v0 = (cost[hull[-2]], value[hull[-2]]) if len(hull) > 1 else (0.0, 0.0)
+            c1, v1 = cost[hull[-1]], value[hull[-1]]
+            if (v1 - v0) * (cost[i] - c0) <= (value[i] - v0) * (c1 - c0):
+                hull.pop()
+            else:
+                break
+        hull.append(int(i))
+    return hull
+
+
+def allocate(
+    group: np.ndarray,
+    cost: np.ndarray,
+    value: np.ndarray,
+    budget: float,
+    objective: Objective = "profit",
+    eligible: np.ndarray | None = None,
+) -> Allocation:
+    """At most one option per group (module docstring). ``value`` is the
+    expected incremental profit, ``cost`` the expected incentive cost;
+    ``eligible`` masks options that may be chosen (for example P(ROI > 0) high
+    enough). Options with no cost or no profit are never chosen."""
+    group = np.asarray(group)
+    cost = np.asarray(cost, dtype=np.float64)
+    value = np.asarray(value, dtype=np.float64)
+    if not (len(group) == len(cost) == len(value)):
+        raise ValueError("group, cost and value must have one entry per option")
+    if not np.isfinite(budget) or budget < 0:
+        raise ValueError(f"budget must be a finite amount >= 0, got {budget}")
+    ok = np.isfinite(cost) & np.isfinite(value) & (cost > 0) & (value > 0)
+    if eligible is not None:
+        ok &= np.asarray(eligible, dtype=bool)
+    groups, inverse = np.unique(group, return_inverse=True)
+    choice = np.full(len(groups), -1)
+    candidates = np.flatnonzero(ok)
+    cand_group = inverse[candidates]
+    order = np.argsort(cand_group, kind="stable")
+    candidates, cand_group = candidates[order], cand_group[order]
+    cuts = np.flatnonzero(np.diff(cand_group)) + 1
+    by_group: list[tuple[int, np.ndarray]] = (
+        list(zip(cand_group[np.r_[0, cuts]].tolist(), np.split(candidates, cuts), strict=True))
+        if len(candidates)
+        else []
+    )
+    steps: list[tuple[float, int, int, int, float]] = []  # (-slope, group, position, option, extra cost)
+    if objective == "profit":
+        for g, idx in by_group:
+            prev_c = prev_v = 0.0
+            for pos, i in enumerate(_hull(cost, value, idx)):
+                dc, dv = cost[i] - prev_c, value[i] - prev_v
+                steps.append((-dv / dc, g, pos, i, dc))
+                prev_c, prev_v = cost[i], value[i]
+    elif objective == "roi":
+        for g, idx in by_group:
+            i = idx[np.argmax(value[idx] / cost[idx])]
+            steps.append((-value[i] / cost[i], g, 0, int(i), cost[i]))
+    else:
+        raise ValueError(f"objective must be profit or roi, got {objective!r}")
+    steps.sort()
+    left = float(budget)
+    blocked: set[int] = set()
+    at: dict[int, int] = {}  # group -> hull position reached
+    for _neg, g, pos, i, dc in steps:
+        if g in blocked or at.get(g, -1) != pos - 1:
+            continue
+        if dc > left + 1e-9:
+            blocked.add(g)  # later steps of this group build on this one
+            continue
+        left -= dc
+        at[g] = pos
+        choice[g] = i
+    chosen = choice[choice >= 0]
+    return Allocation(choice, float(cost[chosen].sum()), float(value[chosen].sum()))
