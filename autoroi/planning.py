@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -149,3 +149,102 @@ def allocate(
         choice[g] = i
     chosen = choice[choice >= 0]
     return Allocation(choice, float(cost[chosen].sum()), float(value[chosen].sum()))
+
+
+# --------------------------------------------------------------------------- a plan request
+
+
+class PlanRequestError(ValueError):
+    """A plan request the planner cannot run; ``field`` names what is wrong."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    pairs: list[tuple[str, str]]
+    types: list[str]
+    weeks: list[str]
+    amounts: list[float]
+    budget: float
+    objective: Objective
+    min_prob_pays_back: float | None
+
+
+def plan_weeks(first: str, last: str) -> list[str]:
+    """The Mondays from ``first`` to ``last`` (both Mondays, at most 104 weeks)."""
+    import datetime as dt
+
+    try:
+        a = dt.date.fromisoformat(str(first))
+    except ValueError as e:
+        raise PlanRequestError("from", f"not a date (YYYY-MM-DD): {first!r}") from e
+    try:
+        b = dt.date.fromisoformat(str(last))
+    except ValueError as e:
+        raise PlanRequestError("to", f"not a date (YYYY-MM-DD): {last!r}") from e
+    for name, d in (("from", a), ("to", b)):
+        if d.weekday() != 0:
+            raise PlanRequestError(name, f"{d} is not a Monday (weeks start on Mondays)")
+    if b < a:
+        raise PlanRequestError("to", f"{b} is before from ({a})")
+    n = (b - a).days // 7 + 1
+    if n > 104:
+        raise PlanRequestError("to", f"{n} weeks from {a}: at most 104")
+    return [(a + dt.timedelta(weeks=i)).isoformat() for i in range(n)]
+
+
+def pick(known: Sequence[str], wanted: Sequence[str] | None, field: str) -> list[str]:
+    """``wanted`` (all of ``known`` when empty), refusing names the model does not serve."""
+    if not wanted:
+        return list(known)
+    unknown = [w for w in wanted if w not in known]
+    if unknown:
+        raise PlanRequestError(field, f"unknown {', '.join(map(str, unknown))}; served: {', '.join(known)}")
+    return list(wanted)
+
+
+def plan_request(body: Any, options: dict[str, Any]) -> PlanRequest:
+    """A JSON plan request (the server's ``POST /v2/models/roi/plan``) checked
+    against what the model serves (``autoroi.serving.options``)."""
+    from autoroi.decisions import AmountGridError, parse_amount_grid
+
+    if not isinstance(body, dict):
+        raise PlanRequestError("body", "expected a JSON object")
+    budget = body.get("budget")
+    if (
+        isinstance(budget, bool)
+        or not isinstance(budget, int | float)
+        or not np.isfinite(budget)
+        or budget <= 0
+    ):
+        raise PlanRequestError("budget", "a positive number of dollars is required")
+    weeks = plan_weeks(body.get("from", ""), body.get("to", ""))
+    lists = {}
+    for field in ("regions", "models", "types"):
+        v = body.get(field)
+        if v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+            raise PlanRequestError(field, "a list of names")
+        lists[field] = v
+    pairs = [(str(p[0]), str(p[1])) for p in options["pairs"]]
+    regions = set(pick(sorted({p[0] for p in pairs}), lists["regions"], "regions"))
+    models = set(pick(sorted({p[1] for p in pairs}), lists["models"], "models"))
+    pairs = [p for p in pairs if p[0] in regions and p[1] in models]
+    if not pairs:
+        raise PlanRequestError("models", "no (region, vehicle model) cell is left by regions and models")
+    types = pick(list(options["incentive_types"]), lists["types"], "types")
+    try:
+        amounts = parse_amount_grid(str(body.get("amounts", "500:3000:500")))
+    except AmountGridError as e:
+        raise PlanRequestError("amounts", str(e)) from e
+    objective = body.get("objective", "profit")
+    if objective not in ("profit", "roi"):
+        raise PlanRequestError("objective", f"profit or roi, not {objective!r}")
+    p = body.get("min_prob_pays_back")
+    if p is not None and (isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p < 1):
+        raise PlanRequestError("min_prob_pays_back", "a probability in [0, 1)")
+    return PlanRequest(
+        pairs, types, weeks, amounts, float(budget), objective, None if p is None else float(p)
+    )

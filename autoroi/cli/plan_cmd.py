@@ -4,7 +4,6 @@ scores them, or by a running endpoint."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import tempfile
 import time
@@ -18,32 +17,22 @@ from autoroi.cli.common import config_option, lake_option, load
 
 def _weeks(first: str, last: str) -> list[str]:
     from autoroi.errors import AutoroiError
+    from autoroi.planning import PlanRequestError, plan_weeks
 
     try:
-        a, b = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
-    except ValueError as e:
-        raise AutoroiError(f"--from/--to: not a date (YYYY-MM-DD): {e}") from e
-    for name, d in (("--from", a), ("--to", b)):
-        if d.weekday() != 0:
-            raise AutoroiError(f"{name} {d}: weeks start on a Monday (the week_start of every scenario)")
-    if b < a:
-        raise AutoroiError(f"--to {b} is before --from {a}")
-    n = (b - a).days // 7 + 1
-    if n > 104:
-        raise AutoroiError(f"--from {a} --to {b}: {n} weeks, at most 104")
-    return [(a + dt.timedelta(weeks=i)).isoformat() for i in range(n)]
+        return plan_weeks(first, last)
+    except PlanRequestError as e:
+        raise AutoroiError(f"--{e.field} {e.reason}") from e
 
 
 def _pick(all_: list[str], asked: str | None, what: str) -> list[str]:
     from autoroi.errors import AutoroiError
+    from autoroi.planning import PlanRequestError, pick
 
-    if not asked:
-        return all_
-    wanted = [x.strip() for x in asked.split(",") if x.strip()]
-    unknown = [x for x in wanted if x not in all_]
-    if unknown:
-        raise AutoroiError(f"--{what}: unknown {', '.join(unknown)}; the model serves {', '.join(all_)}")
-    return wanted
+    try:
+        return pick(all_, [x.strip() for x in (asked or "").split(",") if x.strip()], what)
+    except PlanRequestError as e:
+        raise AutoroiError(f"--{e.field}: {e.reason}") from e
 
 
 @click.command()
@@ -92,8 +81,7 @@ def plan(
     from autoroi.cli.render import console, roi_table
     from autoroi.decisions import parse_amount_grid
     from autoroi.errors import AutoroiError
-    from autoroi.model.plan import portfolio
-    from autoroi.planning import allocate, plan_grid
+    from autoroi.model.plan import make_plan
 
     if output is not None and output.suffix.lower() not in (".csv", ".parquet"):
         raise AutoroiError(f"--output {output}: .csv or .parquet")
@@ -112,40 +100,16 @@ def plan(
     use_types = _pick(list(options["incentive_types"]), types, "types")
     if not pairs:
         raise AutoroiError("no (region, vehicle model) cell is left by --regions and --models")
-    scenarios = plan_grid(pairs, weeks, use_types, grid)
     if url:
-        frame, m_profit, m_cost = scored(scenarios), None, None
+        score = scored
     else:
         from autoroi.model.plan import score_options
 
-        frame, m_profit, m_cost = score_options(model, scenarios)
-    eligible = None
-    if min_prob_pays_back is not None:
-        eligible = frame["prob_pays_back"].fillna(0).to_numpy() >= min_prob_pays_back
-    alloc = allocate(
-        frame["group"].to_numpy(),
-        frame["incentive_cost"].fillna(0).to_numpy(),
-        frame["incremental_profit"].fillna(0).to_numpy(),
-        budget,
-        objective,  # type: ignore[arg-type]
-        eligible,
-    )
-    rows = alloc.choice[alloc.choice >= 0]
-    chosen = frame.iloc[rows].drop(columns=["group"]).reset_index(drop=True)
-    totals = portfolio(
-        chosen,
-        None if m_profit is None else m_profit[rows],
-        None if m_cost is None else m_cost[rows],
-    )
-    totals.update(
-        model_version=chosen_version,
-        budget=budget,
-        objective=objective,
-        weeks=len(weeks),
-        cells=len(pairs),
-        options=len(frame),
-        seconds=round(time.perf_counter() - started, 1),
-    )
+        def score(scenarios: Any) -> Any:
+            return score_options(model, scenarios)
+
+    chosen, totals = make_plan(pairs, use_types, weeks, grid, score, budget, objective, min_prob_pays_back)
+    totals.update(model_version=chosen_version, seconds=round(time.perf_counter() - started, 1))
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         tmp = output.with_name(f".{output.name}.tmp")
@@ -224,13 +188,13 @@ def _options_from_endpoint(url: str) -> tuple[str, dict[str, Any], Any]:
         raise AutoroiError(f"{url} has no options for planning (GET /v2/models/roi/options: {r.status_code})")
     options = r.json()
 
-    def scored(scenarios: pd.DataFrame) -> pd.DataFrame:
+    def scored(scenarios: pd.DataFrame) -> tuple[pd.DataFrame, None, None]:
         fields = ["region", "vehicle_model", "week_start", "incentive_type", "incentive_amount"]
         answers = []
         for i in range(0, len(scenarios), 1024):
             chunk: list[dict[str, Any]] = scenarios.iloc[i : i + 1024][fields].to_dict(orient="records")  # type: ignore[assignment]
             answers += _post_v1(url, chunk)["predictions"]
         served = pd.DataFrame(answers).drop(columns=fields, errors="ignore")
-        return pd.concat([scenarios.reset_index(drop=True), served], axis=1)
+        return pd.concat([scenarios.reset_index(drop=True), served], axis=1), None, None
 
     return str(options.get("version")), options, scored

@@ -53,3 +53,44 @@ def portfolio(
         interval = roi_interval(np.array([roi]), member_roi[None, :])
         out.update({k: float(v[0]) for k, v in interval.items()})
     return out
+
+
+def make_plan(
+    pairs: list[tuple[str, str]],
+    types: list[str],
+    weeks: list[str],
+    amounts: list[float],
+    score: Any,
+    budget: float,
+    objective: str = "profit",
+    min_prob_pays_back: float | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The chosen scenarios (every serving field) and the totals of a plan
+    (``autoroi.planning``) over pairs x weeks x types x amounts. ``score``
+    maps the scenario grid to ``(frame, member_profit, member_cost)``
+    (:func:`score_options` on a model; members None through an endpoint).
+    The one planning path of ``autoroi plan`` and the server's plan route."""
+    from autoroi.planning import allocate, plan_grid
+
+    scenarios = plan_grid(pairs, weeks, types, amounts)
+    frame, m_profit, m_cost = score(scenarios)
+    eligible = None
+    if min_prob_pays_back is not None:
+        eligible = frame["prob_pays_back"].fillna(0).to_numpy() >= min_prob_pays_back
+    alloc = allocate(
+        frame["group"].to_numpy(),
+        frame["incentive_cost"].fillna(0).to_numpy(),
+        frame["incremental_profit"].fillna(0).to_numpy(),
+        budget,
+        objective,  # type: ignore[arg-type]
+        eligible,
+    )
+    rows = alloc.choice[alloc.choice >= 0]
+    chosen = frame.iloc[rows].drop(columns=["group"]).reset_index(drop=True)
+    totals = portfolio(
+        chosen,
+        None if m_profit is None else m_profit[rows],
+        None if m_cost is None else m_cost[rows],
+    )
+    totals.update(budget=budget, objective=objective, weeks=len(weeks), cells=len(pairs), options=len(frame))
+    return chosen, totals

@@ -45,6 +45,19 @@
     curve: $("curve"),
     curveCaption: $("curve-caption"),
     curveDecisions: $("curve-decisions"),
+    planForm: $("plan-form"),
+    planBudget: $("plan-budget"),
+    planFrom: $("plan-from"),
+    planTo: $("plan-to"),
+    planRegion: $("plan-region"),
+    planType: $("plan-type"),
+    planObjective: $("plan-objective"),
+    planMinProb: $("plan-min-prob"),
+    planStatus: $("plan-status"),
+    planTotals: $("plan-totals"),
+    planMap: $("plan-map"),
+    planTable: $("plan-table"),
+    planCsv: $("plan-csv"),
     heatmap: $("heatmap"),
     heatmapCaption: $("heatmap-caption"),
     panels: {
@@ -138,6 +151,7 @@
     prediction: "Prediction",
     curve: "ROI curve",
     heatmap: "Heatmap",
+    plan: "Plan",
   };
 
   function renderErrors() {
@@ -299,6 +313,17 @@
       els.type.value || (opts.incentive_types.indexOf("cash_rebate") >= 0 ? "cash_rebate" : undefined));
     if (!els.week.value) els.week.value = defaultWeek(opts.weeks);
     if (opts.weeks && opts.weeks.first) els.week.min = opts.weeks.first;
+    fillSelect(els.planRegion, [{ value: "", text: "all regions" }].concat(
+      opts.regions.map(function (r) { return { value: r, text: r }; })));
+    fillSelect(els.planType, [{ value: "", text: "all types" }].concat(
+      opts.incentive_types.map(function (t) { return { value: t, text: label(t) }; })));
+    if (!els.planFrom.value) {
+      var first = defaultWeek(opts.weeks);
+      els.planFrom.value = first;
+      var to = new Date(first + "T00:00:00Z");
+      to.setUTCDate(to.getUTCDate() + 7 * 12);
+      els.planTo.value = to.toISOString().slice(0, 10);
+    }
   }
 
   function fillModels() {
@@ -589,6 +614,123 @@
       " to " + fmtMoney.format(xhi) + " (dashed: the amount above; shaded: the 90 % interval).";
   }
 
+  // ------------------------------------------------------------------ plan
+
+  var PLAN_URL = "v2/models/roi/plan";
+
+  async function runPlan() {
+    var body = { budget: Number(els.planBudget.value), from: els.planFrom.value, to: els.planTo.value,
+      objective: els.planObjective.value };
+    if (els.planRegion.value) body.regions = [els.planRegion.value];
+    if (els.planType.value) body.types = [els.planType.value];
+    var p = els.planMinProb.value.trim();
+    if (p !== "") body.min_prob_pays_back = Number(p);
+    els.planStatus.textContent = "planning…";
+    els.planStatus.dataset.state = "busy";
+    try {
+      var doc = await requestJSON(PLAN_URL, {
+        method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+      });
+      drawPlan(doc, body);
+      setError("plan", null);
+    } catch (e) {
+      els.planStatus.textContent = "no plan: see the error above";
+      els.planStatus.dataset.state = "error";
+      setError("plan", e);
+    }
+  }
+
+  function drawPlan(doc, body) {
+    var t = doc.totals, rows = doc.plan;
+    els.planStatus.textContent = rows.length + " scenarios chosen of " + t.options.toLocaleString("en-US") +
+      " (" + t.cells + " cells × " + t.weeks + " weeks), model " + doc.model_version + ".";
+    els.planStatus.dataset.state = "done";
+    els.planTotals.textContent = "";
+    var interval = num(t.roi_lower) && num(t.roi_upper) ? roiText(t.roi_lower) + " to " + roiText(t.roi_upper) : "n/a";
+    [["budget", fmtMoney.format(body.budget), body.budget],
+     ["expected incentive cost", fmtMoney.format(t.incentive_cost), t.incentive_cost],
+     ["incremental units", Math.round(t.incremental_units).toLocaleString("en-US"), t.incremental_units],
+     ["incremental profit", fmtMoney.format(t.incremental_profit), t.incremental_profit],
+     ["portfolio ROI", rows.length ? roiText(t.roi) : "n/a", t.roi],
+     ["90 % interval", interval, ""],
+     ["P(ROI > 0)", num(t.prob_pays_back) ? fmtPct0.format(t.prob_pays_back) : "n/a", t.prob_pays_back]]
+      .forEach(function (kv, i) {
+        var dt = document.createElement("dt"), dd = document.createElement("dd");
+        dt.textContent = kv[0];
+        dd.textContent = kv[1];
+        dd.dataset.field = ["budget", "incentive_cost", "incremental_units", "incremental_profit", "roi",
+          "interval", "prob_pays_back"][i];
+        dd.dataset.value = kv[2] === null || kv[2] === undefined ? "" : String(kv[2]);
+        els.planTotals.appendChild(dt);
+        els.planTotals.appendChild(dd);
+      });
+    // region x segment: the cost the plan spends there, and how many scenarios
+    var regions = [], segments = [], cost = {}, count = {};
+    rows.forEach(function (r) {
+      var seg = state.segmentOf[r.vehicle_model] || "?";
+      if (regions.indexOf(r.region) < 0) regions.push(r.region);
+      if (segments.indexOf(seg) < 0) segments.push(seg);
+      var k = r.region + "|" + seg;
+      cost[k] = (cost[k] || 0) + r.incentive_cost;
+      count[k] = (count[k] || 0) + 1;
+    });
+    regions.sort(); segments.sort();
+    els.planMap.textContent = "";
+    if (rows.length) {
+      var head = els.planMap.insertRow();
+      head.appendChild(document.createElement("th"));
+      segments.forEach(function (g) { var th = document.createElement("th"); th.textContent = g; head.appendChild(th); });
+      regions.forEach(function (r) {
+        var tr = els.planMap.insertRow();
+        var th = document.createElement("th");
+        th.textContent = r;
+        tr.appendChild(th);
+        segments.forEach(function (g) {
+          var td = tr.insertCell(), k = r + "|" + g;
+          td.className = "cell plan-cell";
+          td.dataset.cost = cost[k] ? String(cost[k]) : "0";
+          td.textContent = cost[k] ? fmtMoney.format(cost[k]) + " (" + count[k] + ")" : "";
+        });
+      });
+    }
+    els.planTable.textContent = "";
+    var cols = [["region", "region"], ["vehicle model", "vehicle_model"], ["week", "week_start"],
+      ["incentive", "incentive_type"], ["$/unit", "incentive_amount"], ["cost", "incentive_cost"],
+      ["profit", "incremental_profit"], ["ROI", "roi"], ["P>0", "prob_pays_back"]];
+    var hr = els.planTable.insertRow();
+    cols.forEach(function (c) { var th = document.createElement("th"); th.textContent = c[0]; hr.appendChild(th); });
+    rows.slice(0, 50).forEach(function (r) {
+      var tr = els.planTable.insertRow();
+      tr.className = "plan-row";
+      cols.forEach(function (c) {
+        var v = r[c[1]], td = tr.insertCell();
+        if (c[1] === "incentive_type") td.textContent = label(v);
+        else if (c[1] === "incentive_amount" || c[1] === "incentive_cost" || c[1] === "incremental_profit")
+          td.textContent = fmtMoney.format(v);
+        else if (c[1] === "roi") td.textContent = roiText(v);
+        else if (c[1] === "prob_pays_back") td.textContent = num(v) ? fmtPct0.format(v) : "n/a";
+        else td.textContent = String(v).slice(0, 10);
+      });
+    });
+    // every chosen scenario with every serving field, as CSV
+    if (els.planCsv.href) URL.revokeObjectURL(els.planCsv.href);
+    if (rows.length) {
+      var keys = Object.keys(rows[0]);
+      var quote = function (v) {
+        var x = v === null || v === undefined ? "" : String(v);
+        return /[",\n]/.test(x) ? '"' + x.replace(/"/g, '""') + '"' : x;
+      };
+      var lines = [keys.join(",")].concat(rows.map(function (r) {
+        return keys.map(function (k) { return quote(r[k]); }).join(",");
+      }));
+      els.planCsv.href = URL.createObjectURL(new Blob([lines.join("\n") + "\n"], { type: "text/csv" }));
+      els.planCsv.dataset.rows = String(rows.length);
+      els.planCsv.hidden = false;
+    } else {
+      els.planCsv.hidden = true;
+    }
+  }
+
   // ------------------------------------------------------------------ heatmap
 
   async function updateHeatmap(s, round, key) {
@@ -709,6 +851,7 @@
   // ------------------------------------------------------------------ wiring
 
   els.form.addEventListener("submit", function (ev) { ev.preventDefault(); schedule(false, 0); });
+  els.planForm.addEventListener("submit", function (ev) { ev.preventDefault(); runPlan(); });
   els.region.addEventListener("change", function () { fillModels(); schedule(false); });
   [els.model, els.week, els.type].forEach(function (el) {
     el.addEventListener("change", function () { schedule(false); });

@@ -24,10 +24,12 @@ from typing import Any
 import kserve
 import kserve.model_server
 from cloudevents.sdk.converters.util import has_binary_headers
+from fastapi import Request
 from fastapi.responses import JSONResponse
 from kserve.constants.constants import PredictorProtocol
 from kserve.errors import InvalidInput
 from kserve.protocol.dataplane import DataPlane
+from starlette.concurrency import run_in_threadpool
 
 from serving.roi_server.errors import RequestRejected, install_error_handlers
 
@@ -81,6 +83,7 @@ def build_server(**kwargs: Any) -> kserve.ModelServer:
     server.dataplane = RoiDataPlane(model_registry=server.registered_models)
     install_error_handlers(kserve.model_server.app)
     install_options_route(kserve.model_server.app, server)
+    install_plan_route(kserve.model_server.app, server)
     return server
 
 
@@ -103,3 +106,53 @@ def install_options_route(app: Any, server: kserve.ModelServer) -> None:
     # one route per process, bound to the latest server (tests build several)
     app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) != OPTIONS_PATH]
     app.add_api_route(OPTIONS_PATH, model_options, methods=["GET"], response_model=None)
+
+
+PLAN_PATH = "/v2/models/{model_name}/plan"
+
+
+def install_plan_route(app: Any, server: kserve.ModelServer) -> None:
+    """``POST /v2/models/<name>/plan``: a budget planned over the served
+    version's cells (``autoroi.planning.plan_request``'s body; the answer:
+    ``model_version``, ``totals`` and every chosen scenario with the serving
+    fields), for the dashboard's Plan view. The same planning path as
+    ``autoroi plan --version``: the artifact's model and its members."""
+
+    async def model_plan(model_name: str, request: Request) -> JSONResponse:
+        from autoroi.model.plan import make_plan, score_options
+        from autoroi.planning import PlanRequestError, plan_request
+
+        model = server.registered_models.get_model(model_name)
+        if model is None or not getattr(model, "ready", False) or getattr(model, "model", None) is None:
+            return JSONResponse({"error": f"model {model_name} is not ready"}, status_code=503)
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError) as e:
+            return JSONResponse(
+                {"error": "bad plan request", "field": "body", "reason": f"not JSON: {e}"}, 400
+            )
+        try:
+            req = plan_request(body, model.options)
+        except PlanRequestError as e:
+            return JSONResponse({"error": "bad plan request", "field": e.field, "reason": e.reason}, 400)
+
+        def run() -> dict[str, Any]:
+            chosen, totals = make_plan(
+                req.pairs,
+                req.types,
+                req.weeks,
+                req.amounts,
+                lambda scenarios: score_options(model.model, scenarios),
+                req.budget,
+                req.objective,
+                req.min_prob_pays_back,
+            )
+            chosen = chosen.sort_values("incremental_profit", ascending=False)
+            rows = json.loads(chosen.to_json(orient="records", date_format="iso"))
+            clean = {k: (None if isinstance(v, float) and v != v else v) for k, v in totals.items()}
+            return {"model_version": model.version, "totals": clean, "plan": rows}
+
+        return JSONResponse(await run_in_threadpool(run))
+
+    app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) != PLAN_PATH]
+    app.add_api_route(PLAN_PATH, model_plan, methods=["POST"], response_model=None)

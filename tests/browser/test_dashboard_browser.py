@@ -326,3 +326,47 @@ def test_the_curve_marks_the_amounts_that_decide(page: Any, dashboard: Any) -> N
         assert ("most profitable" in shown.text) == (best is not None)
         marked += n
     assert marked > 0, "no incentive type pays back anywhere on this curve: the marks are untested"
+
+
+def test_the_plan_view_spends_a_budget_and_offers_the_plan_as_csv(page: Any, dashboard: Any) -> None:
+    """The Plan view asks the model server's planner (through the endpoint),
+    shows totals within the budget, the allocation as a table and a region x
+    segment map, and a CSV of every chosen scenario; a bad request names its field."""
+    from selenium.webdriver.common.keys import Keys
+
+    budget = _by_id(page, "plan-budget")
+    budget.send_keys(Keys.CONTROL, "a")
+    budget.send_keys("150000")
+    _by_id(page, "plan-run").click()
+    _wait(
+        page, "the plan", lambda d: _by_id(d, "plan-status").get_attribute("data-state") == "done", timeout=90
+    )
+    totals = {
+        dd.get_attribute("data-field"): dd.get_attribute("data-value") for dd in _css(page, "#plan-totals dd")
+    }
+    assert 0 < float(totals["incentive_cost"]) <= 150_000
+    assert float(totals["incremental_profit"]) > 0
+    rows = _css(page, "#plan-table tr.plan-row")
+    csv = _by_id(page, "plan-csv")
+    assert rows and csv.get_attribute("hidden") is None and csv.get_attribute("href").startswith("blob:")
+    n = int(csv.get_attribute("data-rows"))
+    assert len(rows) == min(n, 50)
+    spent = sum(float(td.get_attribute("data-cost")) for td in _css(page, "#plan-map td.plan-cell"))
+    assert spent == pytest.approx(float(totals["incentive_cost"]), rel=1e-6)
+    # the same plan as the server gives the same request
+    body = {
+        "budget": 150000,
+        "from": _by_id(page, "plan-from").get_attribute("value"),
+        "to": _by_id(page, "plan-to").get_attribute("value"),
+        "objective": "profit",
+    }
+    direct = httpx.post(f"{dashboard.url}/v2/models/roi/plan", json=body, timeout=90).json()
+    assert direct["totals"]["scenarios"] == n
+    assert direct["totals"]["incentive_cost"] == pytest.approx(float(totals["incentive_cost"]))
+    # a bad request: the server's field and reason in the error list
+    frm = _by_id(page, "plan-from")
+    page.execute_script("arguments[0].value = '2026-03-03';", frm)
+    _by_id(page, "plan-run").click()
+    _wait(page, "the refusal", lambda d: any(e["source"] == "plan" for e in _error_items(d)))
+    err = next(e for e in _error_items(page) if e["source"] == "plan")
+    assert err["field"] == "from" and "Monday" in err["reason"]

@@ -451,3 +451,36 @@ def test_the_pickers_options_come_from_the_served_version(client: httpx.Client, 
     assert doc == expected
     assert doc["regions"] and doc["pairs"] and doc["incentive_types"]
     assert client.get("/v2/models/nope/options").status_code == 503
+
+
+def test_the_server_plans_a_budget_as_autoroi_plan_does(client: httpx.Client, roi_artifact: Path) -> None:
+    """POST /v2/models/roi/plan (the dashboard's Plan view) chooses what the
+    planner chooses on the same model, and refuses a bad request by field."""
+    from autoroi.model.artifact import load_model
+    from autoroi.model.plan import make_plan, score_options
+    from autoroi.planning import plan_request
+
+    body = {"budget": 120_000, "from": "2026-03-02", "to": "2026-03-16", "objective": "profit"}
+    r = client.post("/v2/models/roi/plan", json=body)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    totals, rows = doc["totals"], doc["plan"]
+    assert 0 < totals["incentive_cost"] <= 120_000 and totals["scenarios"] == len(rows) > 0
+    assert sum(x["incentive_cost"] for x in rows) == pytest.approx(totals["incentive_cost"])
+    assert totals["roi_lower"] < totals["roi"] < totals["roi_upper"]
+    options = client.get("/v2/models/roi/options").json()
+    model = load_model(roi_artifact)
+    req = plan_request(body, options)
+    _chosen, local = make_plan(
+        req.pairs, req.types, req.weeks, req.amounts, lambda s: score_options(model, s), req.budget
+    )
+    assert totals["incremental_profit"] == pytest.approx(local["incremental_profit"], rel=1e-5)
+    for bad, field in (
+        ({**body, "budget": -1}, "budget"),
+        ({**body, "from": "2026-03-03"}, "from"),
+        ({**body, "regions": ["Atlantis"]}, "regions"),
+        ({**body, "objective": "units"}, "objective"),
+        ({**body, "amounts": "900"}, "amounts"),
+    ):
+        r = client.post("/v2/models/roi/plan", json=bad)
+        assert r.status_code == 400 and r.json()["field"] == field, (bad, r.text)
