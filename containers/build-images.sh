@@ -41,20 +41,13 @@ fi
 mkdir -p var
 base="${BASE_IMAGE:-$(containers/bootstrap-base.sh)}"
 sha="$(git rev-parse HEAD)"
-# the references compile pins (pipelines.run.pin_images), from the same config
+# the references compile pins (pipelines.run.image_refs), from the same config
 mapfile -t refs < <(AUTOROI_GIT_SHA="${sha}" "${python}" - "${kinds[@]}" <<'PY'
 import sys
 from autoroi.config import load_config
-from pipelines.run import pin_images
-cfg = pin_images(load_config())
-registry, tag = cfg.kfp.image_registry.rstrip("/"), cfg.kfp.image_tag
-for kind in sys.argv[1:]:
-    if kind in ("components", "spark", "trainer"):
-        print(cfg.kfp.image(kind))
-    elif kind == "serving":
-        print(cfg.serving.image.rsplit(":", 1)[0] + ":" + tag)
-    else:
-        print(f"{registry}/{kind}:{tag}")
+from pipelines.run import image_refs
+refs = image_refs(load_config())
+print("\n".join(refs[kind] for kind in sys.argv[1:]))
 PY
 )
 secret=()

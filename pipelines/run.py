@@ -178,6 +178,19 @@ def pin_images(cfg: AutoroiConfig, tag: str | None = None) -> AutoroiConfig:
     return cfg.model_copy(update={"kfp": cfg.kfp.model_copy(update={"image_tag": chosen})})
 
 
+def image_refs(cfg: AutoroiConfig, tag: str | None = None) -> dict[str, str]:
+    """Every image's reference as a compiled pipeline and the manifests name
+    it: ``<kfp.image_registry>/<kind>:<tag>`` (the pinned tag of
+    :func:`pin_images`), the serving image as ``serving.image``'s repository
+    with that tag. ``make images`` tags its builds with these."""
+    cfg = pin_images(cfg, tag)
+    refs = {kind: cfg.kfp.image(kind) for kind in ("components", "spark", "trainer")}
+    image_tag = cfg.kfp.image_tag or "latest"
+    refs["serving"] = f"{cfg.serving.image.rsplit(':', 1)[0]}:{image_tag}"
+    refs["dashboard"] = f"{cfg.kfp.image_registry.rstrip('/')}/dashboard:{image_tag}"
+    return refs
+
+
 def _git_sha() -> str | None:
     import subprocess
 

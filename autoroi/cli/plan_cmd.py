@@ -4,6 +4,7 @@ scores them, or by a running endpoint."""
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 import time
@@ -13,26 +14,6 @@ from typing import Any
 import click
 
 from autoroi.cli.common import config_option, lake_option, load
-
-
-def _weeks(first: str, last: str) -> list[str]:
-    from autoroi.errors import AutoroiError
-    from autoroi.planning import PlanRequestError, plan_weeks
-
-    try:
-        return plan_weeks(first, last)
-    except PlanRequestError as e:
-        raise AutoroiError(f"--{e.field} {e.reason}") from e
-
-
-def _pick(all_: list[str], asked: str | None, what: str) -> list[str]:
-    from autoroi.errors import AutoroiError
-    from autoroi.planning import PlanRequestError, pick
-
-    try:
-        return pick(all_, [x.strip() for x in (asked or "").split(",") if x.strip()], what)
-    except PlanRequestError as e:
-        raise AutoroiError(f"--{e.field}: {e.reason}") from e
 
 
 @click.command()
@@ -79,36 +60,34 @@ def plan(
     that the expected incentive cost stays within the budget and the expected
     incremental profit (or the return per dollar) is largest."""
     from autoroi.cli.render import console, roi_table
-    from autoroi.decisions import parse_amount_grid
     from autoroi.errors import AutoroiError
-    from autoroi.model.plan import make_plan
+    from autoroi.model.plan import make_plan, score_options
+    from autoroi.planning import PlanRequestError, plan_request
 
     if output is not None and output.suffix.lower() not in (".csv", ".parquet"):
         raise AutoroiError(f"--output {output}: .csv or .parquet")
-    grid = parse_amount_grid(amounts)
-    weeks = _weeks(first, last)
     started = time.perf_counter()
     if url:
-        chosen_version, options, scored = _options_from_endpoint(url)
+        chosen_version, options, score = _options_from_endpoint(url)
     else:
         cfg = load(config_path, lake_uri=lake_uri)
         chosen_version, model, options = _local_model(cfg, version)
-    pairs = [tuple(p) for p in options["pairs"]]
-    use_regions = set(_pick(sorted({p[0] for p in pairs}), regions, "regions"))
-    use_models = set(_pick(sorted({p[1] for p in pairs}), models, "models"))
-    pairs = [p for p in pairs if p[0] in use_regions and p[1] in use_models]
-    use_types = _pick(list(options["incentive_types"]), types, "types")
-    if not pairs:
-        raise AutoroiError("no (region, vehicle model) cell is left by --regions and --models")
-    if url:
-        score = scored
-    else:
-        from autoroi.model.plan import score_options
+        score = functools.partial(score_options, model)
 
-        def score(scenarios: Any) -> Any:
-            return score_options(model, scenarios)
+    def names(text: str | None) -> list[str] | None:
+        return [x.strip() for x in text.split(",") if x.strip()] if text else None
 
-    chosen, totals = make_plan(pairs, use_types, weeks, grid, score, budget, objective, min_prob_pays_back)
+    # the checks of the server's plan route, the flags named as the user typed them
+    body = {"budget": budget, "from": first, "to": last, "regions": names(regions), "models": names(models),
+            "types": names(types), "amounts": amounts, "objective": objective,
+            "min_prob_pays_back": min_prob_pays_back}  # fmt: skip
+    try:
+        req = plan_request(body, options)
+    except PlanRequestError as e:
+        raise AutoroiError(f"--{e.field.replace('_', '-')}: {e.reason}") from e
+    chosen, totals = make_plan(
+        req.pairs, req.types, req.weeks, req.amounts, score, req.budget, req.objective, req.min_prob_pays_back
+    )
     totals.update(model_version=chosen_version, seconds=round(time.perf_counter() - started, 1))
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)

@@ -136,27 +136,33 @@ def predict(
 
     instances = read_scenarios(input_path)
     body = _post_v1(url, instances)
-    if amounts is None:
-        if as_json:
-            click.echo(json.dumps(body, indent=2))
-            return
-        console.print(roi_table(body["predictions"], f"ROI predictions ({body.get('model_version', '?')})"))
-        return
-    from autoroi.decisions import amount_decisions, default_amounts, parse_amount_grid
+    decisions = None
+    if amounts is not None:
+        from autoroi.decisions import amount_decisions, default_amounts, parse_amount_grid
 
-    grid = None if amounts == "auto" else parse_amount_grid(amounts)
-    decisions = []
-    for scenario, answer in zip(instances, body["predictions"], strict=True):
-        points = grid or default_amounts(_number(scenario.get("incentive_amount")))
-        curve = _post_v1(url, [{**scenario, "incentive_amount": a} for a in points])["predictions"]
-        decisions.append(
-            {"scenario": scenario, "answer": answer, **amount_decisions(points, curve, min_prob_pays_back)}
-        )
+        grid = None if amounts == "auto" else parse_amount_grid(amounts)
+        decisions = []
+        for scenario, answer in zip(instances, body["predictions"], strict=True):
+            points = grid or default_amounts(_number(scenario.get("incentive_amount")))
+            curve = _post_v1(url, [{**scenario, "incentive_amount": a} for a in points])["predictions"]
+            decisions.append(
+                {
+                    "scenario": scenario,
+                    "answer": answer,
+                    **amount_decisions(points, curve, min_prob_pays_back),
+                }
+            )
     if as_json:
-        click.echo(json.dumps({"model_version": body.get("model_version"), "decisions": decisions}, indent=2))
+        doc = (
+            body
+            if decisions is None
+            else {"model_version": body.get("model_version"), "decisions": decisions}
+        )
+        click.echo(json.dumps(doc, indent=2))
         return
     console.print(roi_table(body["predictions"], f"ROI predictions ({body.get('model_version', '?')})"))
-    console.print(amounts_table(decisions, f"Amounts (P(ROI > 0) >= {min_prob_pays_back:g} for 'safe')"))
+    if decisions is not None:
+        console.print(amounts_table(decisions, f"Amounts (P(ROI > 0) >= {min_prob_pays_back:g} for 'safe')"))
 
 
 def _number(value: Any) -> float | None:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from autoroi.model import features as F
-from autoroi.model.roi import member_units, roi_interval
+from autoroi.model.roi import member_units, roi_of_sums
 
 
 def score_options(model: Any, scenarios: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
@@ -22,9 +22,8 @@ def score_options(model: Any, scenarios: pd.DataFrame) -> tuple[pd.DataFrame, np
     mu = member_units(model.predict_members, feats, model.take_rates, model.uptake)
     profit, cost = mu.money()
     served = pd.DataFrame(mu.columns(), index=scenarios.index)
-    extra = [c for c in (F.CELL_LEVEL,) if c in feats.columns]
-    for c in extra:
-        served[c] = feats[c].to_numpy()
+    if F.CELL_LEVEL in feats.columns:
+        served[F.CELL_LEVEL] = feats[F.CELL_LEVEL].to_numpy()
     return pd.concat([scenarios, served], axis=1), profit, cost
 
 
@@ -48,10 +47,10 @@ def portfolio(
         "prob_pays_back": None,
     }
     if member_profit is not None and member_cost is not None and member_profit.shape[1] > 1 and cost > 0:
-        m_profit, m_cost = member_profit.sum(axis=0), member_cost.sum(axis=0)
-        member_roi = np.where(m_cost > 0, m_profit / np.where(m_cost > 0, m_cost, 1.0), np.nan)
-        interval = roi_interval(np.array([roi]), member_roi[None, :])
-        out.update({k: float(v[0]) for k, v in interval.items()})
+        sums = roi_of_sums(
+            [profit], [cost], member_profit.sum(axis=0)[None, :], member_cost.sum(axis=0)[None, :]
+        )
+        out.update({k: float(v[0]) for k, v in sums.items() if k != "roi"})
     return out
 
 

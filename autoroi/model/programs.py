@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from autoroi.model import features as F
-from autoroi.model.roi import member_units, roi_interval
+from autoroi.model.roi import member_units, roi_of_sums
 
 PROGRAM_TABLES: dict[str, tuple[str, ...]] = {
     "incentive_programs": ("program_id", "code", "incentive_type", "amount", "start_date", "end_date"),
@@ -135,11 +135,7 @@ def program_roi(model: Any, scenarios: pd.DataFrame) -> tuple[pd.DataFrame, int]
     m_cost = np.zeros_like(m_profit)
     np.add.at(m_profit, idx, profit)
     np.add.at(m_cost, idx, cost)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        point = np.where(out["incentive_cost"] > 0, out["incremental_profit"] / out["incentive_cost"], np.nan)
-        member_roi = np.where(m_cost > 0, m_profit / np.where(m_cost > 0, m_cost, 1.0), np.nan)
-    out["roi"] = point
-    for k, v in roi_interval(point, member_roi).items():
+    for k, v in roi_of_sums(out["incremental_profit"], out["incentive_cost"], m_profit, m_cost).items():
         out[k] = v
     for c in ("first_week", "last_week"):
         out[c] = pd.to_datetime(out[c]).dt.strftime("%Y-%m-%d")

@@ -160,6 +160,21 @@ def roi_interval(
     return {"roi_lower": point - t * scale, "roi_upper": point + t * scale, "prob_pays_back": prob}
 
 
+def roi_of_sums(
+    profit: ArrayLike, cost: ArrayLike, member_profit: np.ndarray, member_cost: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The ROI of summed rows (a program, a plan) with its interval from each
+    member's own sums (``(sums, members)``): :func:`roi_interval` of the
+    members' ROIs around the ROI of the point sums; NaN where nothing was spent."""
+    profit, cost = _f64(profit), _f64(cost)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        point = np.where(cost > 0, profit / np.where(cost > 0, cost, 1.0), np.nan)
+        member_roi = np.where(
+            member_cost > 0, member_profit / np.where(member_cost > 0, member_cost, 1.0), np.nan
+        )
+    return {"roi": point, **roi_interval(point, member_roi)}
+
+
 @functools.lru_cache(maxsize=64)
 def _t_quantile(level: float, df: int) -> float:
     from scipy.special import stdtrit

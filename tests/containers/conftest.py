@@ -34,19 +34,6 @@ def git_sha() -> str:
     ).stdout.strip()
 
 
-def image_refs(sha: str) -> dict[str, str]:
-    """The same references as containers/build-images.sh (from pipelines.run.pin_images)."""
-    from autoroi.config import load_config
-    from pipelines.run import pin_images
-
-    cfg = pin_images(load_config(), sha)
-    tag = cfg.kfp.image_tag
-    refs = {kind: cfg.kfp.image(kind) for kind in ("components", "spark", "trainer")}
-    refs["serving"] = cfg.serving.image.rsplit(":", 1)[0] + f":{tag}"
-    refs["dashboard"] = f"{cfg.kfp.image_registry.rstrip('/')}/dashboard:{tag}"
-    return refs
-
-
 @pytest.fixture(scope="session")
 def docker() -> Callable[..., subprocess.CompletedProcess[str]]:
     cli = docker_cli()
@@ -78,7 +65,10 @@ def sha() -> str:
 
 @pytest.fixture(scope="session")
 def images(docker: Callable[..., subprocess.CompletedProcess[str]], sha: str) -> dict[str, str]:
-    refs = image_refs(sha)
+    from autoroi.config import load_config
+    from pipelines.run import image_refs
+
+    refs = image_refs(load_config(), sha)
     missing = [ref for ref in refs.values() if docker("image", "inspect", ref, check=False).returncode != 0]
     if missing:
         pytest.fail(f"images of this commit not built: {', '.join(missing)} (run `make images`)")

@@ -24,7 +24,7 @@ from autoroi.registry import list_versions
 from autoroi.source.db import connect_engine, parse_url
 from autoroi.source.generate import generate_source
 from pipelines.run import run_local
-from tests.pipeline.test_deploy_pipeline import SCENARIO
+from tests.pipeline.test_deploy_pipeline import SCENARIO, _register
 from tests.pipeline.test_train_pipeline import TINY_TRAINING
 
 pytestmark = [pytest.mark.containers, pytest.mark.postgres, pytest.mark.s3]
@@ -42,28 +42,6 @@ def _cfg(url: str, lake: dict[str, Any], root: Path, sha: str) -> Any:
             "training": TINY_TRAINING,
         }
     )
-
-
-def _approved_version(lake: Any, tmp: Path) -> str:
-    """A small trained model with recorded smoke samples, registered and approved
-    (as tests/pipeline/test_deploy_pipeline.py makes them)."""
-    from autoroi.approval import APPROVE, decide
-    from autoroi.deploy.smoke import record_samples
-    from autoroi.model.artifact import save_model
-    from autoroi.registry import register_model
-    from tests.model_tables import simulated_master, trained_model
-
-    master, _ = simulated_master()
-    folder = save_model(tmp / "deployed" / "model", trained_model(epochs=3))
-    record_samples(folder, master, n=12)
-    meta = {
-        "master_version": "m-test",
-        "metrics": {"wape": 0.3},
-        "gate": {"passed": True, "reasons": [], "checks": []},
-    }
-    mv = register_model(lake, folder, meta, {}, "<html>report</html>", "pending_approval")
-    decide(lake, mv.version, APPROVE, "tester")
-    return str(mv.version)
 
 
 def test_ingest_with_train_in_containers_matches_the_subprocess_run(
@@ -133,7 +111,7 @@ def test_ingest_with_train_in_containers_matches_the_subprocess_run(
 
     # ------------------------------------------------------------------ deploy
     # an approved version with recorded smoke samples (the tiny search above may be gated out)
-    version = _approved_version(open_lake(cfg.lake.uri, cfg.lake), tmp_path)
+    version = _register(cfg.lake.uri, tmp_path, "deployed", lake=open_lake(cfg.lake.uri, cfg.lake))
     state = tmp_path / "serving"
     state.mkdir()
     state.chmod(0o777)

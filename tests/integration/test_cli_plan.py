@@ -96,8 +96,8 @@ def test_the_endpoint_path_chooses_the_same_plan(lake_with_model, roi_server, tm
 def test_bad_arguments_are_refused_by_name(lake_with_model):
     uri, _ = lake_with_model
     for args, message in (
-        (["--from", "2026-03-03", "--to", "2026-03-23"], "--from 2026-03-03 is not a Monday"),
-        (["--from", "2026-03-23", "--to", "2026-03-02"], "--to 2026-03-02 is before from"),
+        (["--from", "2026-03-03", "--to", "2026-03-23"], "--from: 2026-03-03 is not a Monday"),
+        (["--from", "2026-03-23", "--to", "2026-03-02"], "--to: 2026-03-02 is before from"),
         ([*WEEKS, "--regions", "Atlantis"], "--regions: unknown Atlantis"),
         ([*WEEKS, "--amounts", "900"], "at least two amounts"),
         ([*WEEKS, "--output", "plan.xlsx"], ".csv or .parquet"),

@@ -38,8 +38,11 @@ SCENARIO = {
 }
 
 
-def _register(lake_uri: str, tmp: Path, name: str, *, corrupt_samples: bool = False, epochs: int = 3) -> str:
-    """A small trained model with recorded smoke samples, registered and approved."""
+def _register(
+    lake_uri: str, tmp: Path, name: str, *, corrupt_samples: bool = False, epochs: int = 3, lake: Any = None
+) -> str:
+    """A small trained model with recorded smoke samples, registered and
+    approved (``lake``: an opened lake, for one with its own S3 settings)."""
     master, _ = simulated_master()
     folder = save_model(tmp / name / "model", trained_model(epochs=epochs))
     record_samples(folder, master, n=12)
@@ -49,7 +52,7 @@ def _register(lake_uri: str, tmp: Path, name: str, *, corrupt_samples: bool = Fa
         (folder / SAMPLES_FILE).write_text(json.dumps(doc))
     gate = {"passed": True, "reasons": [], "checks": []}
     meta = {"master_version": "m-test", "metrics": {"wape": 0.3}, "gate": gate}
-    lake = open_lake(lake_uri)
+    lake = lake or open_lake(lake_uri)
     mv = register_model(lake, folder, meta, {}, "<html>report</html>", "pending_approval")
     decide(lake, mv.version, APPROVE, "tester")
     return mv.version
