@@ -30,6 +30,9 @@ import numpy as np
 import pandas as pd
 
 Objective = Literal["profit", "roi"]
+# scenarios one plan may score: the demo's whole world at 20 amounts is 212,160;
+# a request for far more would hold the server's memory and a core for minutes
+MAX_OPTIONS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -239,6 +242,13 @@ def plan_request(body: Any, options: dict[str, Any]) -> PlanRequest:
         amounts = parse_amount_grid(str(body.get("amounts", "500:3000:500")))
     except AmountGridError as e:
         raise PlanRequestError("amounts", str(e)) from e
+    n = len(pairs) * len(weeks) * len(types) * len(amounts)
+    if n > MAX_OPTIONS:
+        raise PlanRequestError(
+            "amounts",
+            f"{len(pairs)} cells x {len(weeks)} weeks x {len(types)} types x {len(amounts)} amounts"
+            f" = {n:,} scenarios, at most {MAX_OPTIONS:,}: fewer weeks, cells, types or amounts",
+        )
     objective = body.get("objective", "profit")
     if objective not in ("profit", "roi"):
         raise PlanRequestError("objective", f"profit or roi, not {objective!r}")

@@ -103,3 +103,19 @@ def test_the_grid_numbers_cell_weeks() -> None:
     grid = plan_grid([("A", "x"), ("B", "y")], ["2026-01-05", "2026-01-12"], ["cash_rebate"], [500.0, 1000.0])
     assert len(grid) == 8 and grid["group"].nunique() == 4
     assert set(grid.groupby("group")[["region", "week_start"]].nunique().max()) == {1}
+
+
+def test_a_plan_request_too_large_to_score_is_refused_by_name() -> None:
+    from autoroi.planning import MAX_OPTIONS, PlanRequestError, plan_request
+
+    options = {
+        "pairs": [[f"R{i}", f"M{j}"] for i in range(10) for j in range(20)],
+        "incentive_types": ["a", "b"],
+    }
+    body = {"budget": 1e6, "from": "2026-01-05", "to": "2026-12-28", "amounts": "100:5000:100"}
+    with pytest.raises(PlanRequestError) as e:  # 200 cells x 52 weeks x 2 types x 50 amounts
+        plan_request(body, options)
+    assert (
+        e.value.field == "amounts" and f"{MAX_OPTIONS:,}" in e.value.reason and "1,040,000" in e.value.reason
+    )
+    assert len(plan_request({**body, "amounts": "100:2500:100"}, options).amounts) == 25  # 520,000: fine
