@@ -10,7 +10,9 @@
 # base from the package archive (containers/bootstrap-base.sh) unless
 # BASE_IMAGE names one, and hands the build host's certificate bundle
 # (CA_BUNDLE, default /etc/ssl/certs/ca-certificates.crt) to the downloading
-# steps as a build secret. Prints a table: image, size, build seconds.
+# steps as a build secret. Removes this project's images of other commits and
+# trims the build cache to KEEP_CACHE (8GB). Prints a table: image, size,
+# build seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,6 +52,23 @@ refs = image_refs(load_config())
 print("\n".join(refs[kind] for kind in sys.argv[1:]))
 PY
 )
+# Earlier commits' images and an unbounded build cache filled the disk of a CI
+# run (62 GB after a day of commits): drop this project's images of other
+# commits, keep the cache under KEEP_CACHE, and refuse early when the engine's
+# disk cannot hold a build.
+for ref in "${refs[@]}"; do
+    "${docker}" images --format '{{.Repository}}:{{.Tag}}' "${ref%:*}" | grep -v ":${sha}\$" \
+        | xargs -r "${docker}" rmi >/dev/null 2>&1 || true
+done
+"${docker}" image prune -f --filter "label=org.opencontainers.image.revision" >/dev/null
+"${docker}" builder prune -f --keep-storage "${KEEP_CACHE:-8GB}" >/dev/null
+root="$("${docker}" info -f '{{.DockerRootDir}}')"
+free_gb=$(df -P -BG "${root}" | awk 'NR == 2 {print $4 + 0}')
+if (( free_gb < ${MIN_FREE_GB:-10} )); then
+    echo "images: ${root} has ${free_gb} GB free; building needs ${MIN_FREE_GB:-10} GB (docker system df shows what holds it)" >&2
+    exit 1
+fi
+
 secret=()
 [[ -s "${ca_bundle}" ]] && secret=(--secret "id=ca_bundle,src=${ca_bundle}")
 
