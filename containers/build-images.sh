@@ -56,12 +56,16 @@ PY
 # run (62 GB after a day of commits): drop this project's images of other
 # commits, keep the cache under KEEP_CACHE, and refuse early when the engine's
 # disk cannot hold a build.
-for ref in "${refs[@]}"; do
-    "${docker}" images --format '{{.Repository}}:{{.Tag}}' "${ref%:*}" | grep -v ":${sha}\$" \
-        | xargs -r "${docker}" rmi >/dev/null 2>&1 || true
-done
-"${docker}" image prune -f --filter "label=org.opencontainers.image.revision" >/dev/null
-"${docker}" builder prune -f --keep-storage "${KEEP_CACHE:-8GB}" >/dev/null
+tidy() {
+    for ref in "${refs[@]}"; do
+        "${docker}" images --format '{{.Repository}}:{{.Tag}}' "${ref%:*}" | grep -v ":${sha}\$" \
+            | xargs -r "${docker}" rmi >/dev/null 2>&1 || true
+    done
+    # a rebuild of the same tag leaves the image it replaced dangling
+    "${docker}" image prune -f --filter "label=org.opencontainers.image.revision" >/dev/null
+    "${docker}" builder prune -f --keep-storage "${KEEP_CACHE:-8GB}" >/dev/null
+}
+tidy
 root="$("${docker}" info -f '{{.DockerRootDir}}')"
 free_gb=$(df -P -BG "${root}" | awk 'NR == 2 {print $4 + 0}')
 if (( free_gb < ${MIN_FREE_GB:-10} )); then
@@ -84,5 +88,6 @@ for i in "${!kinds[@]}"; do
     size=$("${docker}" image inspect -f '{{.Size}}' "${ref}")
     report+=("$(printf '%-60s %7.2f GB %5d s' "${ref}" "$(awk "BEGIN {print ${size}/1e9}")" $(($(date +%s) - start)))")
 done
+tidy
 printf '%-60s %10s %7s\n' image size build
 printf '%s\n' "${report[@]}"
