@@ -44,3 +44,41 @@ def load(
     for section, values in extra.items():
         overrides.setdefault(section, {}).update(values)
     return load_config(config_path, overrides)
+
+
+FRAME_SUFFIXES = (".csv", ".parquet")
+
+
+def check_frame_path(path: Path, flag: str) -> None:
+    """A table file is CSV or Parquet by its suffix; anything else is refused by flag name."""
+    from autoroi.errors import AutoroiError
+
+    if path.suffix.lower() not in FRAME_SUFFIXES:
+        raise AutoroiError(f"{flag} {path}: .csv or .parquet")
+
+
+def read_frame(path: Path, flag: str) -> Any:
+    """A CSV or Parquet table as a DataFrame."""
+    import pandas as pd
+
+    from autoroi.errors import AutoroiError
+
+    check_frame_path(path, flag)
+    if not path.is_file():
+        raise AutoroiError(f"{flag} {path}: no such file")
+    try:
+        return pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+    except Exception as e:
+        raise AutoroiError(f"{flag} {path}: not readable as {path.suffix[1:]} ({e})") from e
+
+
+def write_frame(path: Path, frame: Any) -> None:
+    """A DataFrame as CSV or Parquet by suffix, renamed into place so a killed
+    run leaves the previous file (or none), never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if path.suffix.lower() == ".csv":
+        frame.to_csv(tmp, index=False)
+    else:
+        frame.to_parquet(tmp, index=False)
+    tmp.replace(path)

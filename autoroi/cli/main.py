@@ -20,6 +20,7 @@ from autoroi.errors import AutoroiError
 _COMMANDS = {
     "generate": ("autoroi.cli.source_cmds", "generate"),
     "mutate": ("autoroi.cli.source_cmds", "mutate"),
+    "truth": ("autoroi.cli.source_cmds", "truth"),
     "replicate": ("autoroi.cli.replicate_cmd", "replicate"),
     "run": ("autoroi.cli.pipeline_cmds", "run"),
     "compile": ("autoroi.cli.pipeline_cmds", "compile_cmd"),
@@ -42,6 +43,7 @@ _COMMANDS = {
 _HELP = {
     "generate": "Create the simulated dealer database (and its ground truth).",
     "mutate": "Apply a realistic stream of changes to the dealer database.",
+    "truth": "The simulator's truth of any scenario (evaluation only): truth score.",
     "replicate": "Replicate the source into <lake>/raw (full load, then change capture).",
     "run": "Run a pipeline locally through kfp.local.",
     "compile": "Write the pipeline YAML files for the Kubeflow UI.",

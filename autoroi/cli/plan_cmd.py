@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from autoroi.cli.common import config_option, lake_option, load
+from autoroi.cli.common import check_frame_path, config_option, lake_option, load, write_frame
 
 
 @click.command()
@@ -64,8 +64,8 @@ def plan(
     from autoroi.model.plan import make_plan, score_options
     from autoroi.planning import PlanRequestError, plan_request
 
-    if output is not None and output.suffix.lower() not in (".csv", ".parquet"):
-        raise AutoroiError(f"--output {output}: .csv or .parquet")
+    if output is not None:
+        check_frame_path(output, "--output")
     started = time.perf_counter()
     if url:
         chosen_version, options, score = _options_from_endpoint(url)
@@ -90,13 +90,7 @@ def plan(
     )
     totals.update(model_version=chosen_version, seconds=round(time.perf_counter() - started, 1))
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = output.with_name(f".{output.name}.tmp")
-        if output.suffix.lower() == ".csv":
-            chosen.to_csv(tmp, index=False)
-        else:
-            chosen.to_parquet(tmp, index=False)
-        tmp.replace(output)
+        write_frame(output, chosen)
         totals["output"] = str(output)
     if as_json:
         click.echo(json.dumps(totals, indent=2))

@@ -75,3 +75,41 @@ def mutate(config_path: Path | None, source_url: str | None, seed: int, batches:
         engine.dispose()
     mutation_table(report)
     console.print("mutations applied")
+
+
+@click.group()
+def truth() -> None:
+    """The simulator's ground truth, for evaluation only (never the pipeline's input)."""
+
+
+@truth.command("score")
+@click.option("--seed", type=int, required=True, help="The seed the source was generated with.")
+@click.option("--sales-rows", type=click.IntRange(min=1), default=None, help="As given to generate.")
+@click.option("--scale", type=click.Choice(["small", "medium", "large"]), default="small", show_default=True)
+@click.option(
+    "--scenarios",
+    "scenarios_path",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="CSV or Parquet with region, vehicle_model, week_start, incentive_type, incentive_amount"
+    " (a plan's output will do; other columns are ignored).",
+)
+@click.option("--output", type=click.Path(path_type=Path), required=True, help=".csv or .parquet")
+def truth_score(seed: int, sales_rows: int | None, scale: str, scenarios_path: Path, output: Path) -> None:
+    """The true expected units with and without each scenario, its pull-forward,
+    cost, profit and ROI, as the only incentive in its cell and week, with the
+    truth file's column names (autoroi/source/truth.py)."""
+    from autoroi.cli.common import check_frame_path, read_frame, write_frame
+    from autoroi.source.truth import score_scenarios, truth_world
+
+    check_frame_path(output, "--output")
+    scenarios = read_frame(scenarios_path, "--scenarios")
+    scored = score_scenarios(truth_world(seed, scale=scale, sales_rows=sales_rows), scenarios)
+    write_frame(output, scored)
+    cost = float(scored["incentive_cost"].sum())
+    net = float(scored["incremental_profit"].sum()) - cost
+    click.echo(
+        f"{len(scored):,} scenarios -> {output}: true cost ${cost:,.0f}, incremental units"
+        f" {scored['incremental_units'].sum():,.1f}, incremental profit after cost ${net:,.0f},"
+        f" ROI {net / cost if cost else float('nan'):+.3f}"
+    )

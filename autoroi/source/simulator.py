@@ -30,6 +30,7 @@ import logging
 import math
 import unicodedata
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
@@ -176,6 +177,8 @@ INCENTIVES: dict[str, IncentiveSpec] = {
 assert tuple(INCENTIVES) == INCENTIVE_TYPES
 PULL_FORWARD_WEEKS = 6
 PULL_FORWARD_KERNEL = 0.7 ** np.arange(PULL_FORWARD_WEEKS) / (0.7 ** np.arange(PULL_FORWARD_WEEKS)).sum()
+INVENTORY_RHO, INVENTORY_SIGMA = 0.85, 0.06  # the inventory factor's AR(1) in logs
+INVENTORY_CLIP = (0.6, 1.4)
 DIP_CAP = 0.5  # a dip never takes more than this share of a week's baseline
 DISPERSION = 8.0  # gamma shape of the dealer-level noise: smaller is noisier
 
@@ -624,6 +627,8 @@ class _World:
     dealer_share: np.ndarray  # dealers x models: share of the region's units
     base: np.ndarray  # regions x models x weeks, unit scale
     region_response: np.ndarray  # incentive types x regions: price sensitivity
+    level: np.ndarray  # regions x models: base without season, trend, inventory
+    inventory_log: np.ndarray  # regions x models: the inventory AR(1) state in the last week
 
 
 def _week_days() -> np.ndarray:
@@ -649,21 +654,29 @@ def _holiday_factor(week_start: date) -> float:
     return factor
 
 
-def _seasonality() -> np.ndarray:
-    """Segments x weeks: month pattern, holiday weekends, segment tweaks."""
-    s = np.ones((len(SEGMENTS), N_WEEKS))
-    for w in range(N_WEEKS):
+def _seasonality(weeks: Sequence[int] | None = None) -> np.ndarray:
+    """Segments x weeks (week indices from START_DATE, all N_WEEKS by
+    default): month pattern, holiday weekends, segment tweaks."""
+    idx = range(N_WEEKS) if weeks is None else weeks
+    s = np.ones((len(SEGMENTS), len(idx)))
+    for col, w in enumerate(idx):
         ws = START_DATE + timedelta(weeks=w)
         month = (ws + timedelta(days=3)).month
         f = MONTH_SEASON[month - 1] * _holiday_factor(ws)
-        s[:, w] = f
+        s[:, col] = f
         if month in (3, 4, 5):
-            s[SEGMENTS.index("truck"), w] *= 1.08
+            s[SEGMENTS.index("truck"), col] *= 1.08
         if month in (10, 11, 12):
-            s[SEGMENTS.index("suv"), w] *= 1.06
+            s[SEGMENTS.index("suv"), col] *= 1.06
         if month == 12:
-            s[SEGMENTS.index("ev"), w] *= 1.10
+            s[SEGMENTS.index("ev"), col] *= 1.10
     return s
+
+
+def _trend(segment: np.ndarray, weeks: np.ndarray) -> np.ndarray:
+    """Models x weeks: each segment's drift in logs per year."""
+    years = np.asarray(weeks) * 7 / 365.25
+    return np.exp(SEGMENT_TREND[segment][:, None] * years[None, :])
 
 
 def _build_world(seed: int, n_dealers: int) -> _World:
@@ -693,23 +706,17 @@ def _build_world(seed: int, n_dealers: int) -> _World:
     affinity = REGION_AFFINITY * np.exp(rng.normal(0, 0.08, REGION_AFFINITY.shape))
     pop = SEGMENT_SHARE[seg] * np.exp(rng.normal(0, 0.3, n_m))
     season = _seasonality()[seg]  # models x weeks
-    years = np.arange(N_WEEKS) * 7 / 365.25
-    trend = np.exp(SEGMENT_TREND[seg][:, None] * years[None, :])
+    trend = _trend(seg, np.arange(N_WEEKS))
     # inventory: a slow AR(1) in logs per (region, model)
-    rho, sigma = 0.85, 0.06
+    rho, sigma = INVENTORY_RHO, INVENTORY_SIGMA
     x = np.empty((n_r, n_m, N_WEEKS))
     x[:, :, 0] = rng.normal(0, sigma / math.sqrt(1 - rho**2), (n_r, n_m))
     shocks = rng.normal(0, sigma, (n_r, n_m, N_WEEKS))
     for w in range(1, N_WEEKS):
         x[:, :, w] = rho * x[:, :, w - 1] + shocks[:, :, w]
-    inventory = np.clip(np.exp(x), 0.6, 1.4)
-    base = (
-        region_w[:, None, None]
-        * affinity[:, seg][:, :, None]
-        * pop[None, :, None]
-        * (season * trend)[None, :, :]
-        * inventory
-    )
+    inventory = np.clip(np.exp(x), *INVENTORY_CLIP)
+    level = region_w[:, None] * affinity[:, seg] * pop[None, :]
+    base = level[:, :, None] * (season * trend)[None, :, :] * inventory
     sensitivity = np.exp(rng.normal(0, 0.15, n_r))
     region_response = sensitivity[None, :] * np.exp(rng.normal(0, 0.10, (len(INCENTIVE_TYPES), n_r)))
     return _World(
@@ -722,6 +729,8 @@ def _build_world(seed: int, n_dealers: int) -> _World:
         dealer_share=share,
         base=base,
         region_response=region_response,
+        level=level,
+        inventory_log=x[:, :, -1],
     )
 
 
@@ -782,6 +791,7 @@ class _Truth:
     offer_program: np.ndarray
     offer_hi: np.ndarray
     expected_under: np.ndarray  # per program
+    factor: float  # expected units per unit of base demand (n_sales over the world's expected total)
 
 
 def _truth(world: _World, progs: _Programs, n_sales: int) -> _Truth:
@@ -890,7 +900,7 @@ def _truth(world: _World, progs: _Programs, n_sales: int) -> _Truth:
     group_start = np.maximum.accumulate(np.where(first, np.arange(len(o)), 0))
     hi = hi - (hi - prob_o)[group_start]
     expected_under = np.bincount(p_i, weights=und, minlength=n_p)
-    return _Truth(lam, rows, cell_o, p_i[o], hi, expected_under)
+    return _Truth(lam, rows, cell_o, p_i[o], hi, expected_under, float(factor))
 
 
 # --------------------------------------------------------------------------- tables

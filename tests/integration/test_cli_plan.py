@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -105,3 +106,46 @@ def test_bad_arguments_are_refused_by_name(lake_with_model):
         result = CliRunner().invoke(plan, ["--lake", uri, "--budget", "1000", *args])
         assert result.exit_code != 0
         assert message in (result.output + str(result.exception)), (args, result.output)
+
+
+def test_a_written_plan_is_scored_by_the_truth(lake_with_model, tmp_path: Path):
+    """``autoroi truth score`` on the plan the model's world came from (the
+    tests' model: seed 11, 300,000 sales): one truth row per planned row, the
+    truth's column names and values, not the plan's predictions."""
+    from autoroi.cli.source_cmds import truth
+    from autoroi.source.truth import TRUTH_FIELDS, score_scenarios, truth_world
+
+    uri, _ = lake_with_model
+    planned = tmp_path / "plan.csv"
+    code, text = run("--lake", uri, "--budget", "150000", *WEEKS, "--output", str(planned))
+    assert code == 0, text
+    runner = CliRunner()
+    for suffix in (".parquet", ".csv"):
+        out = tmp_path / f"true{suffix}"
+        args = [
+            "score",
+            "--seed",
+            "11",
+            "--sales-rows",
+            "300000",
+            "--scenarios",
+            str(planned),
+            "--output",
+            str(out),
+        ]
+        result = runner.invoke(truth, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        got = pd.read_parquet(out) if suffix == ".parquet" else pd.read_csv(out)
+        plan_rows = pd.read_csv(planned)
+        assert list(got.columns) == list(TRUTH_FIELDS) and len(got) == len(plan_rows) > 0
+        want = score_scenarios(truth_world(11, sales_rows=300_000), plan_rows)
+        np.testing.assert_allclose(got["roi"], want["roi"])
+        assert not np.allclose(got["roi"], plan_rows["roi"])  # the truth, not the prediction echoed
+        assert f"{len(got):,} scenarios" in result.output
+    bad = runner.invoke(truth, ["score", "--seed", "11", "--scenarios", str(planned), "--output", "x.txt"])
+    assert bad.exit_code != 0 and "--output x.txt: .csv or .parquet" in str(bad.exception or bad.output)
+    missing = runner.invoke(truth, ["score", "--seed", "11", "--scenarios", "nope.csv", "--output", "y.csv"])
+    assert missing.exit_code != 0 and "--scenarios nope.csv: no such file" in str(
+        missing.exception or missing.output
+    )
+    assert not Path("y.csv").exists()
