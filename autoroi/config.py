@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autoroi.errors import ConfigError
 
@@ -457,6 +457,30 @@ class ServingConfig(_Section):
     )
     kubeconfig: str | None = Field(None, description="kserve: kubeconfig file (default: the usual lookup)")
     kube_context: str | None = Field(None, description="kserve: kubeconfig context")
+    min_replicas: int = Field(
+        1, ge=0, description="kserve: fewest predictor pods (0 lets Knative scale an idle version to zero)"
+    )
+    max_replicas: int = Field(3, ge=1, description="kserve: most predictor pods the autoscaler may start")
+    scale_metric: Literal["concurrency", "rps"] = Field(
+        "concurrency",
+        description="kserve: what Knative's autoscaler watches (the Serverless mode autoroi deploys in;"
+        " cpu and memory are for RawDeployment's HPA)",
+    )
+    scale_target: int = Field(
+        8,
+        ge=1,
+        description="kserve: the value of scale_metric per pod the autoscaler aims at (concurrency: requests"
+        " in flight per pod)",
+    )
+
+    @model_validator(mode="after")
+    def _replicas_in_order(self) -> ServingConfig:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"serving.max_replicas ({self.max_replicas}) is below"
+                f" serving.min_replicas ({self.min_replicas})"
+            )
+        return self
 
 
 class AutoroiConfig(_Section):

@@ -89,6 +89,7 @@ V2_PATH = f"/v2/models/{MODEL}/infer"
 JSON_HEADERS = {"content-type": "application/json"}
 BATCHES = (1, 256)
 CONCURRENCY = (1, 8)
+REPLICA_CONCURRENCY = 16  # issue 16: the scale-out check
 PROTOCOLS = ("v1", "v2")
 TARGET_RATIO = 3.0
 TARGET_BATCH_MS = 10.0
@@ -265,6 +266,82 @@ def start_asgi(work: Path, core: str | None) -> Server:
     port = free_port()
     cmd = [sys.executable, __file__, "--serve", "asgi", "--port", str(port)]
     return start_server("asgi", cmd, port, work, core, "/")
+
+
+def start_router(work: Path, state_dir: Path) -> Server:
+    """The local endpoint (``python -m serving.router``) over ``state_dir``'s endpoint.json."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "serving.router", "--state-dir", str(state_dir), "--port", str(port)]
+    return start_server("router", cmd, port, work, None, "/healthz")
+
+
+def run_replicas(
+    n: int,
+    model_dir: Path,
+    work: Path,
+    pool: list[dict[str, Any]],
+    seconds: float,
+    rounds: int,
+    warm_s: float,
+    quiet: bool,
+) -> list[Measurement]:
+    """v1 batch-1 requests at concurrency 16: straight to one server, then
+    through the router to 1 and to ``n`` servers of the same artifact (the
+    router's endpoint file rewritten between measurements), in rounds."""
+    state = work / "replicas"
+    state.mkdir(parents=True, exist_ok=True)
+    servers: list[Server] = []
+    parts: dict[str, list[Measurement]] = {}
+    try:
+        for i in range(n):
+            log(f"starting roi-{i + 1}")
+            servers.append(start_roi(f"roi-{i + 1}", model_dir, work, None, quiet, "on"))
+        router = start_router(work, state)
+        servers.append(router)
+        bodies = bodies_for(pool, "v1", 1)
+        for r in range(rounds):
+            for k in (0, 1, n):
+                if k == 0:
+                    target, label = servers[0], "one server, no router"
+                else:
+                    urls = [s.url for s in servers[:k]]
+                    doc = {"version": "bench", "url": urls[0], "urls": urls}
+                    tmp = state / "endpoint.json.tmp"
+                    tmp.write_text(json.dumps(doc))
+                    tmp.replace(state / "endpoint.json")
+                    target, label = router, f"router -> {k} server{'s' if k > 1 else ''}"
+                m = measure(target, "v1", 1, REPLICA_CONCURRENCY, bodies, seconds, warm_s)
+                m.server = label
+                parts.setdefault(label, []).append(m)
+                log(
+                    f"round {r + 1}/{rounds} {label}: {m.rps:,.0f} req/s, p50 {m.p50_ms:.2f} ms,"
+                    f" p99 {m.p99_ms:.2f} ms, errors {m.errors}, others' cores {m.others:.2f}"
+                )
+    finally:
+        for server in servers:
+            server.stop()
+    return [merge(ms) for ms in parts.values()]
+
+
+def render_replicas(results: list[Measurement], n: int, info: dict[str, Any]) -> str:
+    base = next(m for m in results if m.server == "router -> 1 server")
+    rows = [
+        [
+            m.server,
+            f"{m.rps:,.0f}",
+            f"{m.p50_ms:.2f}",
+            f"{m.p99_ms:.2f}",
+            str(m.errors),
+            f"{m.rps / base.rps:.2f}",
+        ]
+        for m in results
+    ]
+    head = ["v1, batch 1, concurrency 16", "req/s", "p50 ms", "p99 ms", "errors", "vs 1 replica"]
+    note = (
+        f"{info['cores']} cores shared by every process (the load generator, the router and {n} servers;"
+        " nothing pinned): the ratio is what a second replica adds on this machine, not on a node of its own"
+    )
+    return "\n".join([table(head, rows), note])
 
 
 # =========================================================================== request bodies
@@ -621,6 +698,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--work-dir", type=Path, default=REPO / "var" / "bench" / "serving")
     p.add_argument("--no-reference", action="store_true", help="skip the reference-path (before) server")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument(
+        "--replicas",
+        type=int,
+        help="only the scale-out check: concurrency 16 through the local router to 1 and to N servers",
+    )
     p.add_argument("--serve", choices=("asgi", "kserve-constant"), help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--server-logging", action="store_true", help=argparse.SUPPRESS)
@@ -647,6 +729,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = machine_info(PACKAGES)
     log(f"machine: {info['cores']} cores, load average {info['load_avg']}")
     model_dir = prepare_model(work, args.model_dir)
+    if args.replicas:
+        if args.replicas < 2:
+            p.error("--replicas: at least 2 (the check compares them with one)")
+        results = run_replicas(
+            args.replicas, model_dir, work, scenario_pool(model_dir, 512), seconds, rounds, warm_s, quiet
+        )
+        print(render_replicas(results, args.replicas, info))
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            doc = {"machine": info, "replicas": [m.summary() for m in results]}
+            args.json.write_text(json.dumps(doc, indent=2))
+        return 0 if all(m.errors == 0 for m in results) else 1
     server_core, client_core = pinning()
     if client_core is not None:
         os.sched_setaffinity(0, {client_core})

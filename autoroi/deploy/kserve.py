@@ -110,6 +110,9 @@ class CustomObjectsApi(Protocol):
     ) -> Any: ...
 
 
+SCALE_METRICS = ("concurrency", "rps")  # Knative's; cpu and memory are RawDeployment's (HPA)
+
+
 @dataclass(frozen=True)
 class ServingOptions:
     """Knobs of the predictor pod that do not change between versions."""
@@ -121,6 +124,8 @@ class ServingOptions:
     resources: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
     min_replicas: int = 1
     max_replicas: int = 3
+    scale_metric: str = "concurrency"  # KServe's scaleMetric: concurrency, rps (Knative), cpu, memory
+    scale_target: int = 8  # per pod
     service_account: str | None = None
     image_pull_policy: str = "IfNotPresent"
     run_as_user: int | None = 1000  # numeric, so the kubelet can check runAsNonRoot whatever the image's USER
@@ -157,6 +162,21 @@ def _check_canary(percent: int | None) -> int | None:
     return None if percent is None else int(percent)
 
 
+def _check_scaling(opts: ServingOptions) -> None:
+    """The autoscaler's settings, as the Serverless mode (Knative) takes them."""
+    if opts.min_replicas < 0 or opts.max_replicas < max(opts.min_replicas, 1):
+        raise ConfigError(
+            f"replicas: minReplicas {opts.min_replicas} and maxReplicas {opts.max_replicas}"
+            " (need 0 <= min <= max, max >= 1)"
+        )
+    if opts.scale_metric not in SCALE_METRICS:
+        raise ConfigError(
+            f"scaleMetric {opts.scale_metric!r}: the Serverless mode scales on {' or '.join(SCALE_METRICS)}"
+        )
+    if opts.scale_target < 1:
+        raise ConfigError(f"scaleTarget must be at least 1, not {opts.scale_target}")
+
+
 def inference_service(
     version: str,
     *,
@@ -178,6 +198,7 @@ def inference_service(
     _check_version(version)
     _check_lake(lake_uri)
     canary = _check_canary(canary_percent)
+    _check_scaling(opts)
     if not _DNS_LABEL.fullmatch(name):
         raise ConfigError(f"InferenceService name {name!r} is not a DNS label")
     if not image:
@@ -243,6 +264,8 @@ def inference_service(
     predictor: dict[str, Any] = {
         "minReplicas": opts.min_replicas,
         "maxReplicas": opts.max_replicas,
+        "scaleMetric": opts.scale_metric,
+        "scaleTarget": opts.scale_target,
         "automountServiceAccountToken": False,  # the model server never talks to the Kubernetes API
         "labels": {VERSION_KEY: version},
         "annotations": {VERSION_KEY: version, MODEL_URI_KEY: uri},

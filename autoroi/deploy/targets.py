@@ -67,7 +67,7 @@ def make_target(cfg: AutoroiConfig, lake_uri: str) -> RolloutTarget:
 
 def serving_options(cfg: AutoroiConfig) -> Any:
     """The predictor's settings from the config: the lake's S3 endpoint and
-    region, and the S3 credentials without access to raw/."""
+    region, the S3 credentials without access to raw/, and the autoscaler's."""
     from autoroi.deploy.kserve import ServingOptions
 
     c = cfg.cluster
@@ -79,6 +79,10 @@ def serving_options(cfg: AutoroiConfig) -> Any:
         },
         s3_endpoint_url=cfg.lake.s3_endpoint_url,
         s3_region=cfg.lake.s3_region,
+        min_replicas=cfg.serving.min_replicas,
+        max_replicas=cfg.serving.max_replicas,
+        scale_metric=cfg.serving.scale_metric,
+        scale_target=cfg.serving.scale_target,
     )
 
 

@@ -10,13 +10,16 @@ serving version's ``report.html`` from the registry in the lake).
 On a cluster KServe's ingress does this job; locally the deploy pipeline's
 promotion is an atomic replace of the endpoint file, which this app re-reads
 when it changes, so a version swap drops no request. A request that finds the
-old server already gone is retried once against the new one.
+old server already gone is retried once against the new one. An endpoint file
+may list several servers of one version (``urls``, replicas): requests go to
+them in turn (round robin), as a Kubernetes Service spreads them over pods.
 """
 
 from __future__ import annotations
 
 import contextlib
 import html
+import itertools
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -75,12 +78,14 @@ def build_app(
     """``lake``: the registry's lake, for ``/report`` (and ``/options`` when
     ``endpoint.json`` names no artifact)."""
     backend = Backend(Path(state_dir))
-    client = httpx.AsyncClient(timeout=timeout_s)
+    client = httpx.AsyncClient(timeout=timeout_s, limits=httpx.Limits(max_keepalive_connections=64))
     options_cache: dict[tuple[str, str], dict[str, Any]] = {}
+    turn = itertools.count()
 
     async def forward(request: Request) -> Response:
         body = await request.body()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        start = next(turn)
         for attempt in (0, 1):
             doc = backend.current(force=attempt > 0)
             if doc is None:
@@ -88,14 +93,15 @@ def build_app(
                     {"error": NO_MODEL},
                     status_code=503,
                 )
-            url = f"{doc['url']}{request.url.path}"
+            replicas = doc.get("urls") or [doc["url"]]
+            url = f"{replicas[(start + attempt) % len(replicas)]}{request.url.path}"
             try:
                 upstream = await client.request(
                     request.method, url, content=body, headers=headers, params=request.query_params
                 )
             except httpx.TransportError as e:
                 if attempt == 0:
-                    continue  # the version may have just been swapped: read the endpoint again
+                    continue  # swapped or a replica gone: read the endpoint again, ask the next one
                 return JSONResponse(
                     {"error": f"the model server of {doc.get('version')} does not answer", "cause": repr(e)},
                     status_code=502,

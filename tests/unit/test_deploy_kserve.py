@@ -154,6 +154,60 @@ def test_bad_arguments_are_refused(kwargs: dict[str, Any], error: type[Exception
         inference_service(version, **args)
 
 
+def test_the_autoscaler_settings_come_from_the_config_and_fit_the_crd(isvc_schema: dict[str, Any]) -> None:
+    from autoroi.config import load_config
+    from autoroi.deploy.targets import serving_options
+
+    scaling = {"min_replicas": 2, "max_replicas": 6, "scale_metric": "rps", "scale_target": 40}
+    cfg = load_config(overrides={"serving": scaling})
+    obj = inference_service(V1, image=IMAGE, lake_uri=LAKE, options=serving_options(cfg))
+    _validate(isvc_schema, obj)
+    predictor = obj["spec"]["predictor"]
+    assert (predictor["minReplicas"], predictor["maxReplicas"]) == (2, 6)
+    assert (predictor["scaleMetric"], predictor["scaleTarget"]) == ("rps", 40)
+    # the defaults: one to three pods, eight requests in flight each
+    default = inference_service(V1, image=IMAGE, lake_uri=LAKE, options=serving_options(load_config()))
+    _validate(isvc_schema, default)
+    p = default["spec"]["predictor"]
+    assert (p["minReplicas"], p["maxReplicas"]) == (1, 3)
+    assert (p["scaleMetric"], p["scaleTarget"]) == ("concurrency", 8)
+    # the CRD itself refuses what the config refuses
+    bad = copy.deepcopy(obj)
+    bad["spec"]["predictor"]["scaleMetric"] = "latency"
+    assert any("scaleMetric" in e for e in crd_schema_errors(isvc_schema, bad))
+
+
+@pytest.mark.parametrize(
+    ("serving", "field"),
+    [
+        ({"min_replicas": 4, "max_replicas": 2}, "max_replicas"),
+        ({"min_replicas": -1}, "min_replicas"),
+        ({"max_replicas": 0}, "max_replicas"),
+        ({"scale_metric": "cpu"}, "scale_metric"),
+        ({"scale_target": 0}, "scale_target"),
+    ],
+)
+def test_bad_autoscaler_settings_are_refused_by_name(serving: dict[str, Any], field: str) -> None:
+    from autoroi.config import load_config
+
+    with pytest.raises(ConfigError, match=field):
+        load_config(overrides={"serving": serving})
+
+
+@pytest.mark.parametrize(
+    ("opts", "word"),
+    [
+        (ServingOptions(min_replicas=3, max_replicas=2), "maxReplicas"),
+        (ServingOptions(min_replicas=0, max_replicas=0), "maxReplicas"),
+        (ServingOptions(scale_metric="cpu"), "scaleMetric"),
+        (ServingOptions(scale_target=0), "scaleTarget"),
+    ],
+)
+def test_an_inference_service_with_bad_scaling_is_not_built(opts: ServingOptions, word: str) -> None:
+    with pytest.raises(ConfigError, match=word):
+        inference_service(V1, image=IMAGE, lake_uri=LAKE, options=opts)
+
+
 # --------------------------------------------------------------------------- a fake KServe
 
 
