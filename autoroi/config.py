@@ -359,6 +359,13 @@ class TrainingConfig(_Section):
     )
     max_trials: int = Field(6, ge=1, description="Keras Tuner trials at most")
     max_seconds: float = Field(60.0, gt=0, description="wall-clock budget of the search")
+    tuner_workers: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="0: the search runs in the tune step's process; N: Keras Tuner's distributed mode, a"
+        " chief (the oracle, gRPC on loopback) and N worker processes in the step's pod (give it N cores)",
+    )
     epochs: int = Field(20, ge=1, description="epochs per trial at most (early stopping ends most sooner)")
     patience: int = Field(3, ge=1, description="early-stopping patience in epochs")
     validation_weeks: int = Field(8, ge=1, description="last weeks held out to score tuning trials")

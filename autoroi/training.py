@@ -103,18 +103,13 @@ def run_tuning(lake: Lake, cfg: AutoroiConfig, master_version: str, directory: s
     t = cfg.training
     frame = F.training_frame(read_master(lake, master_version))
     train, val = holdout_split(frame, t.validation_weeks)
-    result = tune_hyperparameters(
-        train,
-        val,
-        t.search_space,
-        t.max_trials,
-        t.max_seconds,
-        t.seed,
-        directory,
-        overwrite=True,
-        epochs=t.epochs,
-        patience=t.patience,
-    )
+    args = (train, val, t.search_space, t.max_trials, t.max_seconds, t.seed, directory, True)
+    if t.tuner_workers:
+        from autoroi.model.distributed import tune_distributed
+
+        result = tune_distributed(*args, workers=t.tuner_workers, epochs=t.epochs, patience=t.patience)
+    else:
+        result = tune_hyperparameters(*args, epochs=t.epochs, patience=t.patience)
     doc = {
         **result.to_dict(),
         "master_version": master_version,

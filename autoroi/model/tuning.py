@@ -163,20 +163,37 @@ class _SharedDeadline(DeadlineCallback):
         return self
 
 
+def trial_log_path(project: Path, tuner_id: str) -> Path:
+    """One trial log per tuner process: workers of a distributed search share
+    the project folder, so one file would be written by several at once."""
+    return project / (TRIAL_LOG_FILE if tuner_id == "tuner0" else f"autoroi_trials.{tuner_id}.json")
+
+
+def read_trial_logs(project: Path) -> dict[str, dict[str, Any]]:
+    """Every tuner's trial records, ``{trial_id: {..., "tuner": id}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted(project.glob("autoroi_trials*.json")):
+        out.update(json.loads(path.read_text()))
+    return out
+
+
 class _Tuner(kt.Tuner):
-    """Records each trial's epochs run and seconds in ``TRIAL_LOG_FILE`` (the
-    oracle keeps only the best epoch's metrics)."""
+    """Records each trial's epochs run, seconds and tuner in its trial log
+    (the oracle keeps only the best epoch's metrics)."""
 
     def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
         t0 = time.monotonic()
         histories = super().run_trial(trial, *args, **kwargs)
-        path = Path(self.project_dir) / TRIAL_LOG_FILE
+        path = trial_log_path(Path(self.project_dir), self.tuner_id)
         record = json.loads(path.read_text()) if path.exists() else {}
         record[trial.trial_id] = {
             "epochs_run": max((len(h.history.get("loss", [])) for h in histories), default=0),
             "seconds": round(time.monotonic() - t0, 3),
+            "tuner": self.tuner_id,
         }
-        path.write_text(json.dumps(record, indent=2, sort_keys=True))
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
+        tmp.replace(path)
         return histories
 
     def _configure_tensorboard_dir(self, callbacks: list[Any], trial: Any, execution: int = 0) -> None:
@@ -204,8 +221,7 @@ def _fingerprint(
 
 
 def _trial_summaries(oracle: kt.Oracle, project: Path) -> list[dict[str, Any]]:
-    path = project / TRIAL_LOG_FILE
-    record = json.loads(path.read_text()) if path.exists() else {}
+    record = read_trial_logs(project)
     out = []
     for tid in sorted(oracle.trials):
         t = oracle.trials[tid]
@@ -220,6 +236,7 @@ def _trial_summaries(oracle: kt.Oracle, project: Path) -> list[dict[str, Any]]:
                 "best_epochs": best,
                 "epochs_run": record.get(tid, {}).get("epochs_run"),
                 "seconds": record.get(tid, {}).get("seconds"),
+                "tuner": record.get(tid, {}).get("tuner"),
             }
         )
     return out
@@ -234,17 +251,58 @@ def tune_hyperparameters(
     seed: int,
     directory: str | Path,
     overwrite: bool,
+    **options: Any,
+) -> TuningResult:
+    """Search ``space`` (name -> list of choices or range; hyperparameters not
+    in it keep ``network.DEFAULT_HYPERPARAMETERS``) on feature rows ``train``,
+    scored by the Poisson loss on ``val`` (``features.training_frame`` rows,
+    split by ``evaluation.folds.holdout_split``). ``options``: :func:`_tune`'s
+    keywords (epochs, patience, project_name, spec, initial_points, role);
+    ``role="chief"`` serves the oracle of a distributed search
+    (``autoroi.model.distributed``) and returns its result."""
+    if options.get("role", "single") not in ("single", "chief"):
+        raise ValueError("tune_hyperparameters runs a search or its chief; a worker runs tune_worker")
+    result = _tune(train, val, space, max_trials, max_seconds, seed, directory, overwrite, **options)
+    assert result is not None
+    return result
+
+
+def tune_worker(
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    space: Mapping[str, Any],
+    max_trials: int,
+    max_seconds: float,
+    seed: int,
+    directory: str | Path,
+    **options: Any,
+) -> None:
+    """One worker of a distributed search: runs the trials the chief's oracle
+    hands out, until it says stop."""
+    _tune(train, val, space, max_trials, max_seconds, seed, directory, False, **{**options, "role": "worker"})
+
+
+def _tune(
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    space: Mapping[str, Any],
+    max_trials: int,
+    max_seconds: float,
+    seed: int,
+    directory: str | Path,
+    overwrite: bool,
     *,
     epochs: int = 20,
     patience: int = 3,
     project_name: str = "roi",
     spec: F.FeatureSpec = F.DEFAULT_SPEC,
     initial_points: int | None = None,
-) -> TuningResult:
-    """Search ``space`` (name -> list of choices or range; hyperparameters not
-    in it keep ``network.DEFAULT_HYPERPARAMETERS``) on feature rows ``train``,
-    scored by the Poisson loss on ``val`` (``features.training_frame`` rows,
-    split by ``evaluation.folds.holdout_split``)."""
+    role: str = "single",
+) -> TuningResult | None:
+    """``role``: ``single`` searches in this process; in a distributed search
+    (Keras Tuner's ``KERASTUNER_*`` variables set by the launcher) ``chief``
+    serves the oracle and returns the result once the workers are done, and
+    ``worker`` runs trials and returns None."""
     if max_trials < 1 or max_seconds <= 0:
         raise ValueError("max_trials must be >= 1 and max_seconds > 0")
     unknown = set(space) - set(DEFAULT_HYPERPARAMETERS)
@@ -257,10 +315,14 @@ def tune_hyperparameters(
         log.info(msg, *args)
         notes.append(msg % args)
 
+    if role not in ("single", "chief", "worker"):
+        raise ValueError(f"role must be single, chief or worker, not {role!r}")
+    worker = role == "worker"
+    overwrite = overwrite and not worker  # a worker must not delete the chief's project
     project = Path(directory) / project_name
     fp = _fingerprint(train, val, space, seed, epochs, patience)
     fp_path = project / FINGERPRINT_FILE
-    existing = (project / "oracle.json").exists()
+    existing = (project / "oracle.json").exists() and not worker
     resumed = existing and not overwrite
     if resumed:
         old = json.loads(fp_path.read_text()) if fp_path.exists() else None
@@ -289,6 +351,20 @@ def tune_hyperparameters(
         overwrite=overwrite,
     )
     project.mkdir(parents=True, exist_ok=True)
+    if worker:
+        tuner.search(
+            prep.transform(train),
+            train[F.UNITS].to_numpy(np.float32),
+            validation_data=(prep.transform(val), val[F.UNITS].to_numpy(np.float32)),
+            epochs=epochs,
+            shuffle=True,
+            callbacks=[
+                keras.callbacks.EarlyStopping(monitor=OBJECTIVE, patience=patience),
+                _SharedDeadline(t0 + max_seconds),
+            ],
+            verbose=0,
+        )
+        return None
     fp_path.write_text(json.dumps(fp, indent=2, sort_keys=True, default=str))
     done = len(oracle.trials)
     if resumed:

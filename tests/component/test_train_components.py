@@ -193,3 +193,25 @@ def test_tune_refuses_a_master_version_that_does_not_exist(world, tmp_path: Path
             tuner=_art(Artifact, tmp_path, "tuner"),
             metrics=_art(Metrics, tmp_path, "m"),
         )
+
+
+def test_tune_runs_a_distributed_search_when_asked(world, tmp_path: Path):
+    """``training.tuner_workers: 2``: the step's search is a chief and two
+    worker processes; the step's tuning.json has every trial, each from a
+    worker."""
+    lake_path, truth, version = world
+    space = {**TINY_SPACE, "units": [8, 16, 32]}  # TINY_SPACE alone is one point: one trial
+    cfg = _cfg(lake_path, truth, tuner_workers=2, max_trials=3, search_space=space)
+    tuner = _art(Artifact, tmp_path, "tuner")
+    build_tune(IMAGE).python_func(
+        lake_uri=str(lake_path),
+        config_json=cfg.model_dump_json(),
+        master_version=version,
+        tuner=tuner,
+        metrics=_art(Metrics, tmp_path, "m"),
+    )
+    doc = json.loads((Path(tuner.path) / "tuning.json").read_text())
+    assert len(doc["trials"]) == 3 and doc["stopped_by"] == "max_trials"
+    assert {t["tuner"] for t in doc["trials"]} <= {"tuner0", "tuner1"}
+    assert all(t["val_loss"] is not None for t in doc["trials"])
+    assert any("distributed" in line for line in doc["log"])
