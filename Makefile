@@ -26,7 +26,7 @@ PG_PACKAGES  ?= postgresql-15 postgresql
 CHROMIUM_PACKAGE ?= chromium
 CHROMEDRIVER_PACKAGE ?= chromium-driver
 
-.PHONY: help venv system-deps test lint format demo bench scan manifests clean soak images test-containers
+.PHONY: help venv system-deps test lint format demo bench scan manifests clean soak images test-containers test-scale
 
 help: ## Show this list of targets
 	@echo "Usage: make <target> [PYTEST_ARGS=...]"
@@ -93,8 +93,11 @@ system-deps: ## Install missing system packages (PostgreSQL server, Java 17, chr
 	echo "system-deps: apt-get install $${pkgs[*]}"; \
 	"$${SUDO[@]}" apt-get install -y -q --no-install-recommends "$${pkgs[@]}" </dev/null
 
-test: venv system-deps ## Run the test suite except e2e and containers (PYTEST_ARGS=... passes extra arguments)
-	$(VENV)/bin/pytest -m "not e2e and not containers" $(PYTEST_ARGS)
+test: venv system-deps ## Run the test suite except e2e, containers and scale (PYTEST_ARGS=... passes extra arguments)
+	$(VENV)/bin/pytest -m "not e2e and not containers and not scale" $(PYTEST_ARGS)
+
+test-scale: venv system-deps ## The engines in their distributed modes: ingest on a Spark standalone cluster (master + 2 workers on loopback)
+	$(VENV)/bin/pytest -m scale tests/scale $(PYTEST_ARGS)
 
 test-containers: images ## Build the images, then the container tier: the images, the server and dashboard as containers, the pipelines in DockerRunner
 	$(VENV)/bin/pytest -m containers tests/containers $(PYTEST_ARGS)
