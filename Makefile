@@ -96,7 +96,8 @@ system-deps: ## Install missing system packages (PostgreSQL server, Java 17, chr
 test: venv system-deps ## Run the test suite except e2e, containers and scale (PYTEST_ARGS=... passes extra arguments)
 	$(VENV)/bin/pytest -m "not e2e and not containers and not scale" $(PYTEST_ARGS)
 
-test-scale: venv system-deps ## The engines in their distributed modes: ingest on a Spark standalone cluster (master + 2 workers on loopback)
+test-scale: venv system-deps ## The engines in their distributed modes: a Spark standalone cluster (master + 2 workers on loopback), local and S3 (s3a) inputs
+	containers/hadoop-aws.sh $(VENV)/bin/python
 	$(VENV)/bin/pytest -m scale tests/scale $(PYTEST_ARGS)
 
 test-containers: images ## Build the images, then the container tier: the images, the server and dashboard as containers, the pipelines in DockerRunner

@@ -72,6 +72,49 @@ LOCAL_DEFAULTS = {
 }
 
 
+# Reading s3:// tables in Spark's executors (s3a://): the Hadoop AWS connector
+# 3.3.1 (containers/hadoop-aws.sh puts it into pyspark's jars) on the Hadoop 3.5
+# client that pyspark bundles. 3.5's defaults write durations as "60s", which
+# the 3.3 connector reads as numbers: these are the same values in its units.
+S3A_DEFAULTS = {
+    "spark.hadoop.fs.s3a.path.style.access": "true",
+    "spark.hadoop.fs.s3a.threads.keepalivetime": "60",
+    "spark.hadoop.fs.s3a.connection.establish.timeout": "30000",
+    "spark.hadoop.fs.s3a.connection.timeout": "200000",
+    "spark.hadoop.fs.s3a.multipart.purge.age": "86400",
+    "spark.hadoop.fs.s3a.retry.interval": "500",
+    "spark.hadoop.fs.s3a.retry.throttle.interval": "100",
+    "spark.hadoop.fs.s3a.assumed.role.session.duration": "1800",
+    "spark.hadoop.fs.s3a.multipart.size": "67108864",
+    "spark.hadoop.fs.s3a.multipart.threshold": "134217728",
+    "spark.hadoop.fs.s3a.block.size": "33554432",
+    "spark.hadoop.fs.s3a.readahead.range": "65536",
+}
+
+
+def s3a_conf(endpoint_url: str | None, region: str) -> dict[str, str]:
+    """Spark settings that let every executor read ``s3a://`` paths of the
+    lake's S3 store: its endpoint, and the credentials of the environment
+    (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, handed to the executors)
+    or else the SDK's default chain (a pod's role)."""
+    conf = {**S3A_DEFAULTS, "spark.hadoop.fs.s3a.endpoint.region": region}
+    if endpoint_url:
+        conf["spark.hadoop.fs.s3a.endpoint"] = endpoint_url
+        conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(endpoint_url.startswith("https")).lower()
+    access, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if access and secret:
+        conf["spark.hadoop.fs.s3a.aws.credentials.provider"] = (
+            "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
+        )
+        conf["spark.hadoop.fs.s3a.access.key"] = access
+        conf["spark.hadoop.fs.s3a.secret.key"] = secret
+    else:
+        conf["spark.hadoop.fs.s3a.aws.credentials.provider"] = (
+            "com.amazonaws.auth.DefaultAWSCredentialsProviderChain"
+        )
+    return conf
+
+
 def log4j2_file() -> Path:
     """The quiet log4j2 configuration, written once per content to the temp folder."""
     digest = hashlib.sha256(_LOG4J2.encode()).hexdigest()[:12]
@@ -96,15 +139,16 @@ def session_conf(cfg: SparkConfig) -> dict[str, str]:
     return conf
 
 
-def spark_session(cfg: SparkConfig) -> SparkSession:
+def spark_session(cfg: SparkConfig, extra: dict[str, str] | None = None) -> SparkSession:
     """A Spark session for ``cfg`` (``getOrCreate``: a session already running in
-    this process is reused, with the config's SQL settings applied to it)."""
+    this process is reused, with the config's SQL settings applied to it).
+    ``extra``: settings under the config's (the S3A ones of an s3:// input)."""
     from pyspark.sql import SparkSession
 
     if cfg.master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder.master(cfg.master).appName(cfg.app_name)
-    for key, value in session_conf(cfg).items():
+    for key, value in {**(extra or {}), **session_conf(cfg)}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")

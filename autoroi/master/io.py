@@ -21,11 +21,12 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from autoroi.config import MasterConfig
+from autoroi.config import LakeConfig, MasterConfig
 from autoroi.errors import MasterTableError
 from autoroi.master.build import COLUMNS, REQUIRED_COLUMNS, MasterReport, build_master_table
 
@@ -47,28 +48,59 @@ def _parquet_bytes(folder: Path) -> int:
     )
 
 
-def read_curated(spark: SparkSession, root: str | Path, tables: Any = None) -> dict[str, DataFrame]:
+def _s3_files(fs: pafs.FileSystem, folder: str) -> tuple[list[str], int]:
+    infos = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True, recursive=True))
+    files = [
+        i
+        for i in infos
+        if i.type == pafs.FileType.File
+        and i.path.endswith(".parquet")
+        and not any(p.startswith(("_", ".")) for p in i.path[len(folder) + 1 :].split("/"))
+    ]
+    return sorted(i.path for i in files), sum(i.size or 0 for i in files)
+
+
+def read_curated(
+    spark: SparkSession, root: str | Path, tables: Any = None, s3: pafs.FileSystem | None = None
+) -> dict[str, DataFrame]:
     """``<root>/<table>`` as Spark DataFrames, for each table the build reads
     (default) or each name in ``tables``.
 
     ``sales`` is read by Spark, in parallel, with the schema pyarrow finds in
     the footers (no schema-inference job). A dimension table under 32 MiB of
     Parquet is read on the driver with pyarrow and handed to Spark as a local
-    relation: no job to read it, and none to broadcast it."""
+    relation: no job to read it, and none to broadcast it.
+
+    ``root`` may be ``s3://bucket/prefix`` (with ``s3``, the store's pyarrow
+    filesystem): the executors then read ``sales`` themselves through
+    ``s3a://`` (a cluster's executors cannot see the driver's disk)."""
     names = list(REQUIRED_COLUMNS) if tables is None else list(tables)
+    remote = str(root).startswith("s3://")
+    if remote and s3 is None:
+        raise MasterTableError(f"curated tables at {root}: no S3 filesystem to list them")
     out: dict[str, DataFrame] = {}
     for name in names:
-        folder = Path(root) / name
-        if not folder.is_dir():
-            raise MasterTableError(f"curated table {name!r} is missing: no folder {folder}")
-        dataset = pads.dataset(str(folder), format="parquet", partitioning="hive")
-        if name not in DISTRIBUTED_TABLES and _parquet_bytes(folder) < SMALL_TABLE_BYTES:
+        if remote:
+            assert s3 is not None
+            folder = f"{str(root).removeprefix('s3://').rstrip('/')}/{name}"
+            files, size = _s3_files(s3, folder)
+            if not files:
+                raise MasterTableError(f"curated table {name!r} is missing: no Parquet under s3://{folder}")
+            dataset = pads.dataset(files, format="parquet", filesystem=s3)
+            paths = [f"s3a://{f}" for f in files]
+        else:
+            local = Path(root) / name
+            if not local.is_dir():
+                raise MasterTableError(f"curated table {name!r} is missing: no folder {local}")
+            dataset = pads.dataset(str(local), format="parquet", partitioning="hive")
+            size, paths = _parquet_bytes(local), [str(local)]
+        if name not in DISTRIBUTED_TABLES and size < SMALL_TABLE_BYTES:
             out[name] = spark.createDataFrame(dataset.to_table())
             continue
         try:
-            out[name] = spark.read.schema(from_arrow_schema(dataset.schema)).parquet(str(folder))
+            out[name] = spark.read.schema(from_arrow_schema(dataset.schema)).parquet(*paths)
         except (TypeError, ValueError, NotImplementedError):  # a type without a Spark twin
-            out[name] = spark.read.parquet(str(folder))
+            out[name] = spark.read.parquet(*paths)
     return out
 
 
@@ -183,15 +215,26 @@ class PreprocessResult:
         return out
 
 
-def preprocess_dir(cfg: MasterConfig, curated_dir: str | Path, master_dir: str | Path) -> PreprocessResult:
+def preprocess_dir(
+    cfg: MasterConfig, curated_dir: str | Path, master_dir: str | Path, lake: LakeConfig | None = None
+) -> PreprocessResult:
     """The ``preprocess`` step: a Spark session from ``cfg.spark``, the curated
-    folder in, the master table and its report out."""
-    from autoroi.spark import spark_session
+    folder in (a local folder, or ``s3://...`` read through ``s3a://`` with
+    ``lake``'s S3 endpoint and region), the master table and its report out."""
+    from autoroi.spark import s3a_conf, spark_session
 
     started = time.perf_counter()
-    spark = spark_session(cfg.spark)
+    s3 = None
+    extra: dict[str, str] = {}
+    if str(curated_dir).startswith("s3://"):
+        from autoroi.lake.storage import open_lake
+
+        lake = lake or LakeConfig()
+        s3 = open_lake(str(curated_dir), lake).fs
+        extra = s3a_conf(lake.s3_endpoint_url, lake.s3_region)
+    spark = spark_session(cfg.spark, extra)
     spark_ready = time.perf_counter()
-    df, report = build_master_table(spark, read_curated(spark, curated_dir), cfg.k)
+    df, report = build_master_table(spark, read_curated(spark, curated_dir, s3=s3), cfg.k)
     arrow = master_arrow(df)
     write_master(master_dir, arrow)
     result = PreprocessResult(

@@ -4,7 +4,9 @@ Thin by design: parse the config, call ``autoroi.master``, report. The Spark
 session comes from ``master.spark`` (``local[*]`` by default; a
 ``k8s://https://...`` master and its settings in a cluster).
 
-Input ``curated``: ``<table>/*.parquet`` per table (and ``_report.json``).
+Input ``curated``: ``<table>/*.parquet`` per table (and ``_report.json``);
+with a cluster master and an ``s3://`` pipeline root on the lake's store, the
+executors read it there through ``s3a://`` (make test-scale).
 Output ``master``: ``part-00000.parquet`` (one row per published cell and
 week, sorted; the same input gives the same bytes) and ``_report.json``
 (k, rows, units, merged and suppressed cell-weeks and units, seconds).
@@ -26,11 +28,15 @@ def preprocess(
     from autoroi.master.io import preprocess_dir
 
     setup_logging()
-    cfg = config_from_json(config_json).master
+    full = config_from_json(config_json)
+    cfg = full.master
     executor_image = os.environ.get("AUTOROI_SPARK_EXECUTOR_IMAGE")  # set for Spark on Kubernetes
     if executor_image and cfg.spark.master.startswith("k8s://"):
         cfg.spark.conf.setdefault("spark.kubernetes.container.image", executor_image)
-    result = preprocess_dir(cfg, curated.path, master.path)
+    # a cluster's executors cannot read this pod's copy: they read the artifact
+    # where KFP stored it, when that is the lake's S3 store (s3a://)
+    remote = curated.uri.startswith("s3://") and not cfg.spark.master.startswith("local")
+    result = preprocess_dir(cfg, curated.uri if remote else curated.path, master.path, full.lake)
     for name, value in result.metrics().items():
         metrics.log_metric(name, value)
     return json.dumps(result.to_dict())

@@ -86,15 +86,28 @@ def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkClu
             procs.append(
                 _daemon(
                     "org.apache.spark.deploy.worker.Worker",
-                    [cluster.url, "--host", "127.0.0.1", "--cores", "1", "--memory", "1g",
-                     "--webui-port", str(free_port()), "--work-dir", str(tmp / f"work-{i}")],
+                    [
+                        cluster.url,
+                        "--host",
+                        "127.0.0.1",
+                        "--cores",
+                        "1",
+                        "--memory",
+                        "1g",
+                        "--webui-port",
+                        str(free_port()),
+                        "--work-dir",
+                        str(tmp / f"work-{i}"),
+                    ],
                     env,
                     tmp / f"worker-{i}.log",
                 )  # fmt: skip
             )
         while len([w for w in cluster.state()["workers"] if w["state"] == "ALIVE"]) < 2:
             if time.monotonic() > deadline:
-                raise RuntimeError("two workers did not register:\n" + (tmp / "worker-0.log").read_text()[-3000:])
+                raise RuntimeError(
+                    "two workers did not register:\n" + (tmp / "worker-0.log").read_text()[-3000:]
+                )
             time.sleep(0.5)
         yield cluster
     finally:

@@ -4,13 +4,17 @@ the same master version as ``local[*]`` from the same source."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from autoroi.config import load_config
 from autoroi.lake.master import MasterStore
 from autoroi.lake.storage import open_lake
+from autoroi.master.io import PART_FILE
 from pipelines.run import run_local
 from tests.dms_source import make_dms_source
 
@@ -49,3 +53,61 @@ def test_the_cluster_publishes_the_local_master_version(spark_cluster, tmp_path:
     apps = [x for x in spark_cluster.state().get("completedapps", []) if x["id"] not in before]
     assert apps, "no application ran on the cluster"
     assert max(x["cores"] for x in apps) == 2
+
+
+_PREPROCESS = """
+import json, sys
+from autoroi.config import LakeConfig, load_config
+from autoroi.master.io import preprocess_dir
+cfg = load_config(overrides={"master": {"spark": {"master": sys.argv[1]}}}).master
+r = preprocess_dir(cfg, sys.argv[2], sys.argv[3], LakeConfig(s3_endpoint_url=sys.argv[4] or None))
+print(json.dumps({"rows": r.rows}))
+"""
+
+
+def _preprocess(master: str, curated: str, out: Path, endpoint: str = "") -> None:
+    """The preprocess step's body in a process of its own (one Spark driver per process)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _PREPROCESS, master, curated, str(out), endpoint],
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.s3
+def test_executors_read_curated_tables_from_s3_through_s3a(spark_cluster, s3_lake, tmp_path: Path):
+    """The preprocess step with curated tables on the S3 server (the moto
+    emulator) and the cluster's executors reading them through ``s3a://``
+    (the Hadoop AWS jars of containers/hadoop-aws.sh): the same master table,
+    byte for byte, as ``local[*]`` on a local copy."""
+    from autoroi.master.sample import curated_like
+    from autoroi.source.simulator import simulate
+
+    curated = curated_like(simulate(7, sales_rows=40_000).tables)
+    local = tmp_path / "curated"
+    for name, table in curated.items():
+        (local / name).mkdir(parents=True)
+        pq.write_table(table, local / name / "part-00000.parquet")
+        s3_lake.client.put_object(
+            Bucket=s3_lake.bucket, Key=f"run/curated/{name}/part-00000.parquet",
+            Body=(local / name / "part-00000.parquet").read_bytes(),
+        )  # fmt: skip
+    s3_lake.client.put_object(Bucket=s3_lake.bucket, Key="run/curated/_report.json", Body=b"{}")
+    before = {a["id"] for a in spark_cluster.state().get("completedapps", [])}
+
+    _preprocess("local[*]", str(local), tmp_path / "master-local")
+    remote = f"s3://{s3_lake.bucket}/run/curated"
+    _preprocess(spark_cluster.url, remote, tmp_path / "master-s3", s3_lake.endpoint_url)
+
+    a = (tmp_path / "master-local" / PART_FILE).read_bytes()
+    b = (tmp_path / "master-s3" / PART_FILE).read_bytes()
+    assert len(a) > 1000 and a == b
+    apps = [x for x in spark_cluster.state().get("completedapps", []) if x["id"] not in before]
+    assert apps and max(x["cores"] for x in apps) == 2
+    # a missing table on S3 is named
+    s3_lake.client.delete_object(Bucket=s3_lake.bucket, Key="run/curated/sales/part-00000.parquet")
+    proc = subprocess.run(
+        [sys.executable, "-c", _PREPROCESS, "local[1]", remote, str(tmp_path / "m3"), s3_lake.endpoint_url],
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode != 0 and "curated table 'sales' is missing" in proc.stderr
