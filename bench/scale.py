@@ -1,18 +1,26 @@
-"""Scale-out benchmark (issue 16): the hyperparameter search in one process
-against Keras Tuner's distributed mode (a chief and N workers), at the same
-trial budget, on a demo-scale master table.
+"""Scale-out benchmark (issue 16): the master table built by ``local[2]``
+against a Spark standalone cluster on the same machine, and the
+hyperparameter search in one process against Keras Tuner's distributed mode
+(a chief and N workers) at the same trial budget.
 
-    .venv/bin/python bench/scale.py [--master DIR] [--trials 6] [--workers 2] [--epochs 20]
+    .venv/bin/python bench/scale.py spark [--rows 10000000] [--rounds 2]
+    .venv/bin/python bench/scale.py tuner [--master DIR] [--trials 6] [--workers 2] [--epochs 20]
 
-The master table: ``--master`` (a folder of Parquet), or the one
+Spark: the curated tables of ``bench/preprocess.py`` (``--rows`` sales,
+generated once into its work folder), built by its Spark worker (a process of
+its own: session start, build, a second warm build) with ``local[2]`` and with
+a master and two workers of one core each (executors of ``--executor-memory``);
+same 2 cores, so the point is that the cluster gives the same master table and
+what its overhead is, not a speed-up. Prints the times, the ratio and whether
+the two master tables are equal.
+
+Tuner:
+the master table ``--master`` (a folder of Parquet), or the one
 ``bench/model_quality.py`` keeps for ``--seed`` (made when missing). The time
 budget is set far above what the trials need, so both searches run exactly
 ``--trials`` trials; the reference is the in-process search of the same run.
 Prints one table: processes, trials, wall seconds, best validation loss,
 ratio to the reference; and which process ran each trial.
-
-The master-table part of the issue (10 M sales, ``local[2]`` against a Spark
-standalone cluster) is not here: see bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -25,19 +33,94 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import model_quality as mq
+import preprocess as pre
 from cpuload import machine_info, table
+
+
+def spark_part(args: argparse.Namespace) -> int:
+    import pyarrow.parquet as pq
+
+    from tests.scale.cluster import standalone_cluster
+
+    work = mq.REPO / "var" / "bench" / "preprocess"
+    inputs = pre.prepare(work, args.rows, pre.SEED)
+    curated = pre.curated_dir(work, args.rows)
+    info = machine_info(("pyspark",))
+    runs: dict[str, list[pre.Run]] = {"local[2]": [], "cluster": []}
+    outs: dict[str, Path] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        with standalone_cluster(
+            Path(tmp) / "cluster", workers=2, cores=1, memory=args.worker_memory
+        ) as cluster:
+            masters = {"local[2]": ("local[2]", {}), "cluster": (cluster.url, {
+                "spark.executor.memory": args.executor_memory, "spark.cores.max": "2"})}  # fmt: skip
+            for r in range(args.rounds):
+                for name, (url, conf) in masters.items():
+                    outs[name] = Path(tmp) / f"{name}.parquet"
+                    spec = {"curated": str(curated), "k": pre.K, "out": str(outs[name]), "rows": args.rows,
+                            "master": url, "conf": conf}  # fmt: skip
+                    run = pre.run_worker("spark", spec)
+                    runs[name].append(run)
+                    res = run.result
+                    mq.log(
+                        f"round {r + 1} {name}: start {res['start_s']:.1f} s, build {res['build_s']:.1f} s,"
+                        f" warm {res['warm_s']:.1f} s, process {run.wall_s:.1f} s, others {run.others:.2f}"
+                    )
+            apps = cluster.completed_apps()
+        same = pq.read_table(outs["local[2]"]).equals(pq.read_table(outs["cluster"]))
+    best = {name: min(rs, key=lambda x: x.result["build_s"]) for name, rs in runs.items()}
+    ref = best["local[2]"].result
+    rows = []
+    for name, run in best.items():
+        res = run.result
+        rows.append([name, f"{res['start_s']:.1f}", f"{res['build_s']:.1f}", f"{res['warm_s']:.1f}",
+                     f"{run.wall_s:.1f}", f"{res['build_s'] / ref['build_s']:.2f}",
+                     f"{res['warm_s'] / ref['warm_s']:.2f}", f"{run.others:.2f}"])  # fmt: skip
+    print(
+        f"{args.rows:,} sales ({inputs['scale']} world), k = {pre.K}; {args.rounds} rounds, the fastest build"
+        f" counts; {info['cores']} cores; cluster: 2 workers x 1 core, executors {args.executor_memory}"
+    )
+    head = [
+        "spark.master",
+        "start s",
+        "build s",
+        "warm s",
+        "process s",
+        "build ratio",
+        "warm ratio",
+        "others",
+    ]
+    print(table(head, rows))
+    cores = sorted({a["cores"] for a in apps})
+    print(
+        f"master tables equal: {same} ({best['local[2]'].result['rows']:,} rows);"
+        f" applications the cluster ran: {len(apps)}, cores {cores}"
+    )
+    return 0 if same else 1
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--master", type=Path, help="a master table folder (default: model_quality's for --seed)")
-    p.add_argument("--seed", type=int, default=301, help="the source seed of the default master table")
-    p.add_argument("--trials", type=int, default=6)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=None, help="epochs per trial (default: the config's)")
+    sub = p.add_subparsers(dest="part", required=True)
+    sp = sub.add_parser("spark", help="the master table: local[2] against a standalone cluster")
+    sp.add_argument("--rows", type=int, default=10_000_000)
+    sp.add_argument("--rounds", type=int, default=2)
+    sp.add_argument("--worker-memory", default="5g")
+    sp.add_argument("--executor-memory", default="4g")
+    tp = sub.add_parser("tuner", help="the search: in one process against a chief and N workers")
+    tp.add_argument("--master", type=Path, help="a master table folder (default: model_quality's for --seed)")
+    tp.add_argument("--seed", type=int, default=301, help="the source seed of the default master table")
+    tp.add_argument("--trials", type=int, default=6)
+    tp.add_argument("--workers", type=int, default=2)
+    tp.add_argument("--epochs", type=int, default=None, help="epochs per trial (default: the config's)")
     args = p.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return spark_part(args) if args.part == "spark" else tuner_part(args)
+
+
+def tuner_part(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
 
     from autoroi.config import load_config
@@ -97,7 +180,7 @@ def main() -> int:
         )
     )
     dist = runs["distributed"][0]
-    by = {}
+    by: dict[str, list[str]] = {}
     for t in dist.trials:
         by.setdefault(t["tuner"], []).append(f"{t['trial_id']} ({t['seconds']:.0f} s)")
     print("distributed trials by worker: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(by.items())))

@@ -39,7 +39,7 @@ def test_the_cluster_publishes_the_local_master_version(spark_cluster, tmp_path:
     source = tmp_path / "dms.sqlite"
     make_dms_source(source)
     url = f"sqlite:///{source}"
-    before = {a["id"] for a in spark_cluster.state().get("completedapps", [])}
+    before = {a["id"] for a in spark_cluster.completed_apps()}
 
     local = run_local("ingest", _cfg(tmp_path, url, str(tmp_path / "lake-local"), "local[*]"))
     clustered = run_local("ingest", _cfg(tmp_path, url, str(tmp_path / "lake-cluster"), spark_cluster.url))
@@ -50,7 +50,7 @@ def test_the_cluster_publishes_the_local_master_version(spark_cluster, tmp_path:
     b = MasterStore(open_lake(str(tmp_path / "lake-cluster"))).read().to_pandas()
     assert len(a) == len(b) > 0
     # the cluster did the work: a finished application that had both workers' cores
-    apps = [x for x in spark_cluster.state().get("completedapps", []) if x["id"] not in before]
+    apps = [x for x in spark_cluster.completed_apps() if x["id"] not in before]
     assert apps, "no application ran on the cluster"
     assert max(x["cores"] for x in apps) == 2
 
@@ -93,7 +93,7 @@ def test_executors_read_curated_tables_from_s3_through_s3a(spark_cluster, s3_lak
             Body=(local / name / "part-00000.parquet").read_bytes(),
         )  # fmt: skip
     s3_lake.client.put_object(Bucket=s3_lake.bucket, Key="run/curated/_report.json", Body=b"{}")
-    before = {a["id"] for a in spark_cluster.state().get("completedapps", [])}
+    before = {a["id"] for a in spark_cluster.completed_apps()}
 
     _preprocess("local[*]", str(local), tmp_path / "master-local")
     remote = f"s3://{s3_lake.bucket}/run/curated"
@@ -102,7 +102,7 @@ def test_executors_read_curated_tables_from_s3_through_s3a(spark_cluster, s3_lak
     a = (tmp_path / "master-local" / PART_FILE).read_bytes()
     b = (tmp_path / "master-s3" / PART_FILE).read_bytes()
     assert len(a) > 1000 and a == b
-    apps = [x for x in spark_cluster.state().get("completedapps", []) if x["id"] not in before]
+    apps = [x for x in spark_cluster.completed_apps() if x["id"] not in before]
     assert apps and max(x["cores"] for x in apps) == 2
     # a missing table on S3 is named
     s3_lake.client.delete_object(Bucket=s3_lake.bucket, Key="run/curated/sales/part-00000.parquet")
