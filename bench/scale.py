@@ -44,6 +44,7 @@ def spark_part(args: argparse.Namespace) -> int:
 
     from tests.scale.cluster import standalone_cluster
 
+    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"  # the drivers too stay on loopback
     work = mq.REPO / "var" / "bench" / "preprocess"
     inputs = pre.prepare(work, args.rows, pre.SEED)
     curated = pre.curated_dir(work, args.rows)

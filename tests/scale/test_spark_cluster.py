@@ -4,6 +4,7 @@ the same master version as ``local[*]`` from the same source."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -65,11 +66,16 @@ print(json.dumps({"rows": r.rows}))
 """
 
 
+def _loopback() -> dict[str, str]:
+    """This process's environment (the test's AWS_* variables), the driver on loopback."""
+    return {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
+
+
 def _preprocess(master: str, curated: str, out: Path, endpoint: str = "") -> None:
     """The preprocess step's body in a process of its own (one Spark driver per process)."""
     proc = subprocess.run(
         [sys.executable, "-c", _PREPROCESS, master, curated, str(out), endpoint],
-        capture_output=True, text=True, check=False, timeout=600,
+        capture_output=True, text=True, check=False, timeout=600, env=_loopback(),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -108,6 +114,6 @@ def test_executors_read_curated_tables_from_s3_through_s3a(spark_cluster, s3_lak
     s3_lake.client.delete_object(Bucket=s3_lake.bucket, Key="run/curated/sales/part-00000.parquet")
     proc = subprocess.run(
         [sys.executable, "-c", _PREPROCESS, "local[1]", remote, str(tmp_path / "m3"), s3_lake.endpoint_url],
-        capture_output=True, text=True, check=False, timeout=600,
+        capture_output=True, text=True, check=False, timeout=600, env=_loopback(),
     )  # fmt: skip
     assert proc.returncode != 0 and "curated table 'sales' is missing" in proc.stderr
