@@ -22,11 +22,11 @@ from tests.dms_source import make_dms_source
 pytestmark = [pytest.mark.scale, pytest.mark.pipeline]
 
 
-def _cfg(tmp: Path, url: str, lake: str, master: str):
+def _cfg(tmp: Path, url: str, lake: str, master: str, **lake_settings: str):
     return load_config(
         overrides={
             "source": {"url": url},
-            "lake": {"uri": lake},
+            "lake": {"uri": lake, **lake_settings},
             "kfp": {"pipeline_root": str(tmp / f"kfp-{lake.rsplit('/', 1)[-1]}")},
             "training": {"on_master_change": False},
             "master": {"spark": {"master": master}},
@@ -34,7 +34,11 @@ def _cfg(tmp: Path, url: str, lake: str, master: str):
     )
 
 
-def test_the_cluster_publishes_the_local_master_version(spark_cluster, tmp_path: Path, monkeypatch):
+@pytest.mark.s3
+def test_the_cluster_publishes_the_local_master_version(spark_cluster, s3_lake, tmp_path: Path, monkeypatch):
+    """Three ingests of one source: ``local[*]`` on a local lake, the cluster
+    on a local lake, the cluster on a lake on the S3 server (moto's emulator):
+    one master version."""
     monkeypatch.setenv("AUTOROI_HMAC_KEY", "k" * 48)
     monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")
     source = tmp_path / "dms.sqlite"
@@ -45,8 +49,14 @@ def test_the_cluster_publishes_the_local_master_version(spark_cluster, tmp_path:
     local = run_local("ingest", _cfg(tmp_path, url, str(tmp_path / "lake-local"), "local[*]"))
     clustered = run_local("ingest", _cfg(tmp_path, url, str(tmp_path / "lake-cluster"), spark_cluster.url))
 
-    assert local["master_changed"] and clustered["master_changed"]
-    assert clustered["master_version"] == local["master_version"]
+    on_s3 = run_local(
+        "ingest",
+        _cfg(tmp_path, url, s3_lake.uri, spark_cluster.url, s3_endpoint_url=s3_lake.endpoint_url),
+    )
+
+    assert local["master_changed"] and clustered["master_changed"] and on_s3["master_changed"]
+    assert clustered["master_version"] == local["master_version"] == on_s3["master_version"]
+    assert any(k.startswith(f"{s3_lake.prefix}/master/") for k in s3_lake.list_keys())
     a = MasterStore(open_lake(str(tmp_path / "lake-local"))).read().to_pandas()
     b = MasterStore(open_lake(str(tmp_path / "lake-cluster"))).read().to_pandas()
     assert len(a) == len(b) > 0
