@@ -285,8 +285,9 @@ def render(res: dict[str, Any]) -> str:
         f"seed {res['seed']}: {res['cells']} cells x {len(res['weeks'])} weeks from {res['weeks'][0]}"
         f" = {res['options']:,} options (model scored them in {res['score_s']} s); budgets are fractions"
         f" of the most the oracle spends at a profit (${res['saturation_cost']:,.0f}; last year's programs"
-        f" cost ${res['last_year_cost']:,.0f} in the same weeks); true profit after the incentive cost, $k",
-        f"{'budget':>12} {'autoroi':>9} {'oracle':>9} {'ratio':>6} {'last yr':>9} {'even':>9}"
+        f" cost ${res['last_year_cost']:,.0f} in the same weeks); true profit after the incentive cost, $k"
+        " (expected: what autoroi's plan said it would make)",
+        f"{'budget':>12} {'expected':>9} {'autoroi':>9} {'oracle':>9} {'ratio':>6} {'last yr':>9} {'even':>9}"
         f" {'true cost/budget a|o|ly|ev':>27} {'P>=.8 rows':>10} {'loss':>6}",
     ]
     for r in res["rows"]:
@@ -297,7 +298,8 @@ def render(res: dict[str, Any]) -> str:
                                      r["even_true_cost"])
         )  # fmt: skip
         out.append(
-            f"{b / k:>11,.0f}k {r['autoroi'] / k:9,.1f} {r['oracle'] / k:9,.1f} {ratio:6.3f}"
+            f"{b / k:>11,.0f}k {r['autoroi_expected'] / k:9,.1f} {r['autoroi'] / k:9,.1f}"
+            f" {r['oracle'] / k:9,.1f} {ratio:6.3f}"
             f" {r['last_year'] / k:9,.1f} {r['even'] / k:9,.1f} {costs:>27} {r['sure_rows']:>10}"
             f" {r['sure_loss_share']:6.1%}"
         )
