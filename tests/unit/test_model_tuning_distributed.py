@@ -13,7 +13,7 @@ import pytest
 from autoroi.evaluation.folds import holdout_split
 from autoroi.model import features as F
 from autoroi.model.distributed import INPUTS_DIR, tune_distributed
-from autoroi.model.tuning import read_trial_logs, tune_hyperparameters
+from autoroi.model.tuning import read_trial_logs, trial_log_path, tune_hyperparameters
 from tests.model_tables import simulated_master
 
 SPACE = {"units": [8, 16, 32], "learning_rate": {"min": 1e-3, "max": 1e-2, "sampling": "log"}, "layers": [1]}
@@ -33,12 +33,16 @@ def test_a_chief_and_two_workers_run_every_trial_once(split, tmp_path: Path):
     assert r.stopped_by == "max_trials" and len(r.trials) == 4
     ids = [t["trial_id"] for t in r.trials]
     assert len(set(ids)) == 4 and all(t["val_loss"] is not None for t in r.trials)
-    # each trial in exactly one worker's log; both workers ran trials
-    logs = [json.loads(p.read_text()) for p in sorted((tmp_path / "roi").glob("autoroi_trials*.json"))]
-    assert len(logs) == 2
-    ran = [tid for doc in logs for tid in doc]
+    # each trial in exactly one worker's log (which worker gets how many is a
+    # race between the two processes' start-up, so it is not asserted)
+    paths = sorted((tmp_path / "roi").glob("autoroi_trials*.json"))
+    logs = {p: json.loads(p.read_text()) for p in paths}
+    assert 1 <= len(logs) <= 2
+    ran = [tid for doc in logs.values() for tid in doc]
     assert sorted(ran) == sorted(ids)
-    assert {t["tuner"] for t in r.trials} == {"tuner0", "tuner1"}
+    assert {t["tuner"] for t in r.trials} <= {"tuner0", "tuner1"}
+    for path, doc in logs.items():  # each worker writes its own file only
+        assert {trial_log_path(tmp_path / "roi", rec["tuner"]) for rec in doc.values()} == {path}
     assert read_trial_logs(tmp_path / "roi").keys() == set(ids)
     # the best trial is the oracle's own
     oracle = kt.oracles.BayesianOptimizationOracle(objective=kt.Objective("val_loss", "min"), max_trials=4)
