@@ -150,12 +150,13 @@ def worker_prepare(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_worker(kind: str, spec: dict[str, Any]) -> tuple[dict[str, Any], float]:
-    """``kind`` in a fresh process of its own; its result and wall time."""
+def run_worker(kind: str, spec: dict[str, Any], script: str = __file__) -> tuple[dict[str, Any], float]:
+    """``kind`` in a fresh process of its own (``script --worker kind``, which
+    prints its result after RESULT_PREFIX); its result and wall time."""
     env = {**os.environ, "BENCH_WORKER_SPEC": json.dumps(spec)}
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, __file__, "--worker", kind],
+        [sys.executable, script, "--worker", kind],
         env=env,
         stdout=subprocess.PIPE,
         text=True,

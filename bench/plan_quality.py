@@ -103,15 +103,7 @@ def worker_fit(spec: dict[str, Any]) -> dict[str, Any]:
 def fitted_model(folder: Path, fresh: bool) -> Path:
     if fresh or not (folder / "model").exists():
         log(f"tuning and fitting on {folder.name} (a process of its own)")
-        env = {**os.environ, "BENCH_WORKER_SPEC": json.dumps({"folder": str(folder)})}
-        import subprocess
-
-        proc = subprocess.run(
-            [sys.executable, __file__, "--worker", "fit"], env=env, cwd=REPO, check=False,
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        if proc.returncode != 0:
-            raise RuntimeError(f"fit worker failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}")
+        mq.run_worker("fit", {"folder": str(folder)}, script=__file__)
     return folder / "model"
 
 

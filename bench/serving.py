@@ -288,6 +288,9 @@ def run_replicas(
     """v1 batch-1 requests at concurrency 16: straight to one server, then
     through the router to 1 and to ``n`` servers of the same artifact (the
     router's endpoint file rewritten between measurements), in rounds."""
+    from autoroi.deploy.local import ENDPOINT_FILE
+    from autoroi.lake.storage import write_json_local
+
     state = work / "replicas"
     state.mkdir(parents=True, exist_ok=True)
     servers: list[Server] = []
@@ -305,10 +308,9 @@ def run_replicas(
                     target, label = servers[0], "one server, no router"
                 else:
                     urls = [s.url for s in servers[:k]]
-                    doc = {"version": "bench", "url": urls[0], "urls": urls}
-                    tmp = state / "endpoint.json.tmp"
-                    tmp.write_text(json.dumps(doc))
-                    tmp.replace(state / "endpoint.json")
+                    write_json_local(
+                        state / ENDPOINT_FILE, {"version": "bench", "url": urls[0], "urls": urls}
+                    )
                     target, label = router, f"router -> {k} server{'s' if k > 1 else ''}"
                 m = measure(target, "v1", 1, REPLICA_CONCURRENCY, bodies, seconds, warm_s)
                 m.server = label

@@ -27,6 +27,19 @@ def source_option(f: F) -> F:
     return click.option("--source-url", default=None, help="SQLAlchemy URL of the source database.")(f)
 
 
+def scale_option(f: F) -> F:
+    """The simulator's world size (``autoroi.source.simulator.SCALES``)."""
+    return click.option(
+        "--scale", type=click.Choice(["small", "medium", "large"]), default="small", show_default=True
+    )(f)
+
+
+def sales_rows_option(f: F) -> F:
+    return click.option(
+        "--sales-rows", type=click.IntRange(min=1), default=None, help="Exactly this many sales."
+    )(f)
+
+
 def lake_option(f: F) -> F:
     return click.option(
         "--lake", "lake_uri", default=None, help="Lake root: a folder or s3://bucket/prefix."

@@ -16,14 +16,14 @@ from typing import Any
 
 import click
 
-from autoroi.cli.common import config_option, load
+from autoroi.cli.common import config_option, load, scale_option
 
 
 @click.command()
 @config_option
 @click.option("--workdir", type=click.Path(path_type=Path), default=Path("var/demo"), show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True)
-@click.option("--scale", type=click.Choice(["small", "medium", "large"]), default="small", show_default=True)
+@scale_option
 @click.option("--stop", is_flag=True, help="Only stop the servers a previous demo left running.")
 def demo(config_path: Path | None, workdir: Path, seed: int, scale: str, stop: bool) -> None:
     """Generate a dealer database, ingest it, change it, ingest and train,

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from sqlalchemy.engine import Engine
 
-from autoroi.cli.common import config_option, load, source_option
+from autoroi.cli.common import config_option, load, sales_rows_option, scale_option, source_option
 
 
 def _engine(config_path: Path | None, source_url: str | None) -> Engine:
@@ -24,8 +24,8 @@ def _engine(config_path: Path | None, source_url: str | None) -> Engine:
 @config_option
 @source_option
 @click.option("--seed", type=int, default=42, show_default=True)
-@click.option("--sales-rows", type=click.IntRange(min=1), default=None, help="Exactly this many sales.")
-@click.option("--scale", type=click.Choice(["small", "medium", "large"]), default="small", show_default=True)
+@sales_rows_option
+@scale_option
 @click.option(
     "--truth",
     "truth_path",
@@ -83,9 +83,14 @@ def truth() -> None:
 
 
 @truth.command("score")
-@click.option("--seed", type=int, required=True, help="The seed the source was generated with.")
-@click.option("--sales-rows", type=click.IntRange(min=1), default=None, help="As given to generate.")
-@click.option("--scale", type=click.Choice(["small", "medium", "large"]), default="small", show_default=True)
+@click.option(
+    "--seed",
+    type=int,
+    required=True,
+    help="The seed the source was generated with (and --sales-rows/--scale as generate had them).",
+)
+@sales_rows_option
+@scale_option
 @click.option(
     "--scenarios",
     "scenarios_path",

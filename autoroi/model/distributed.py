@@ -45,12 +45,6 @@ GRACE_S = 180.0  # beyond max_seconds: start-up, the last trials' epochs, the ch
 JSON_OPTIONS = ("epochs", "patience", "project_name", "initial_points")
 
 
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 def _port_open(host: str, port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
@@ -81,6 +75,7 @@ def tune_distributed(
     """``tune_hyperparameters``' search by a chief and ``workers`` worker
     processes; its ``TuningResult``. ``options``: epochs, patience,
     project_name, initial_points."""
+    from autoroi.deploy.local import free_port
     from autoroi.model.tuning import TuningResult, _as_plain
 
     if workers < 1:
@@ -160,6 +155,7 @@ def tune_distributed(
 
 
 def _main(inputs: Path, tuner_id: str) -> None:
+    from autoroi.lake.storage import write_json_local
     from autoroi.model.tuning import tune_hyperparameters, tune_worker
 
     logging.basicConfig(level=logging.WARNING)
@@ -177,9 +173,7 @@ def _main(inputs: Path, tuner_id: str) -> None:
     )
     if tuner_id == "chief":
         result = tune_hyperparameters(*args, spec["overwrite"], role="chief", **spec["options"])
-        tmp = inputs / f".{RESULT_FILE}.tmp"
-        tmp.write_text(json.dumps(result.to_dict(), default=str))
-        tmp.replace(inputs / RESULT_FILE)
+        write_json_local(inputs / RESULT_FILE, result.to_dict())
     else:
         tune_worker(*args, **spec["options"])
 

@@ -47,6 +47,7 @@ import keras_tuner as kt
 import numpy as np
 import pandas as pd
 
+from autoroi.lake.storage import write_json_local
 from autoroi.model import features as F
 from autoroi.model.network import DEFAULT_HYPERPARAMETERS, build_network, decay_steps_for, hyperparameters
 from autoroi.model.preprocess import Preprocessor
@@ -191,9 +192,7 @@ class _Tuner(kt.Tuner):
             "seconds": round(time.monotonic() - t0, 3),
             "tuner": self.tuner_id,
         }
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
-        tmp.replace(path)
+        write_json_local(path, record)
         return histories
 
     def _configure_tensorboard_dir(self, callbacks: list[Any], trial: Any, execution: int = 0) -> None:
@@ -242,98 +241,28 @@ def _trial_summaries(oracle: kt.Oracle, project: Path) -> list[dict[str, Any]]:
     return out
 
 
-def tune_hyperparameters(
-    train: pd.DataFrame,
-    val: pd.DataFrame,
-    space: Mapping[str, Any],
-    max_trials: int,
-    max_seconds: float,
-    seed: int,
-    directory: str | Path,
-    overwrite: bool,
-    **options: Any,
-) -> TuningResult:
-    """Search ``space`` (name -> list of choices or range; hyperparameters not
-    in it keep ``network.DEFAULT_HYPERPARAMETERS``) on feature rows ``train``,
-    scored by the Poisson loss on ``val`` (``features.training_frame`` rows,
-    split by ``evaluation.folds.holdout_split``). ``options``: :func:`_tune`'s
-    keywords (epochs, patience, project_name, spec, initial_points, role);
-    ``role="chief"`` serves the oracle of a distributed search
-    (``autoroi.model.distributed``) and returns its result."""
-    if options.get("role", "single") not in ("single", "chief"):
-        raise ValueError("tune_hyperparameters runs a search or its chief; a worker runs tune_worker")
-    result = _tune(train, val, space, max_trials, max_seconds, seed, directory, overwrite, **options)
-    assert result is not None
-    return result
-
-
-def tune_worker(
-    train: pd.DataFrame,
-    val: pd.DataFrame,
-    space: Mapping[str, Any],
-    max_trials: int,
-    max_seconds: float,
-    seed: int,
-    directory: str | Path,
-    **options: Any,
-) -> None:
-    """One worker of a distributed search: runs the trials the chief's oracle
-    hands out, until it says stop."""
-    _tune(train, val, space, max_trials, max_seconds, seed, directory, False, **{**options, "role": "worker"})
-
-
-def _tune(
-    train: pd.DataFrame,
-    val: pd.DataFrame,
-    space: Mapping[str, Any],
-    max_trials: int,
-    max_seconds: float,
-    seed: int,
-    directory: str | Path,
-    overwrite: bool,
-    *,
-    epochs: int = 20,
-    patience: int = 3,
-    project_name: str = "roi",
-    spec: F.FeatureSpec = F.DEFAULT_SPEC,
-    initial_points: int | None = None,
-    role: str = "single",
-) -> TuningResult | None:
-    """``role``: ``single`` searches in this process; in a distributed search
-    (Keras Tuner's ``KERASTUNER_*`` variables set by the launcher) ``chief``
-    serves the oracle and returns the result once the workers are done, and
-    ``worker`` runs trials and returns None."""
+def _check_search(space: Mapping[str, Any], max_trials: int, max_seconds: float) -> None:
     if max_trials < 1 or max_seconds <= 0:
         raise ValueError("max_trials must be >= 1 and max_seconds > 0")
     unknown = set(space) - set(DEFAULT_HYPERPARAMETERS)
     if unknown:
         raise ValueError(f"unknown hyperparameters in the search space: {sorted(unknown)}")
-    t0 = time.monotonic()
-    notes: list[str] = []
 
-    def note(msg: str, *args: Any) -> None:
-        log.info(msg, *args)
-        notes.append(msg % args)
 
-    if role not in ("single", "chief", "worker"):
-        raise ValueError(f"role must be single, chief or worker, not {role!r}")
-    worker = role == "worker"
-    overwrite = overwrite and not worker  # a worker must not delete the chief's project
-    project = Path(directory) / project_name
-    fp = _fingerprint(train, val, space, seed, epochs, patience)
-    fp_path = project / FINGERPRINT_FILE
-    existing = (project / "oracle.json").exists() and not worker
-    resumed = existing and not overwrite
-    if resumed:
-        old = json.loads(fp_path.read_text()) if fp_path.exists() else None
-        if old != fp:
-            raise ValueError(
-                f"tuner project {project} holds a different search (space, seed, epochs or data);"
-                " pass overwrite=True to replace it"
-            )
-    elif existing:
-        note("overwrite: deleting the previous tuner project %s", project)
-
+def _searcher(
+    train: pd.DataFrame,
+    space: Mapping[str, Any],
+    max_trials: int,
+    seed: int,
+    directory: str | Path,
+    overwrite: bool,
+    epochs: int,
+    project_name: str,
+    spec: F.FeatureSpec,
+    initial_points: int | None,
+) -> tuple[Preprocessor, _DeadlineOracle, _Tuner]:
+    """The preprocessor, oracle and tuner of a search (in a distributed
+    search, Keras Tuner swaps a worker's oracle for a client of the chief's)."""
     seed_everything(seed)
     prep = Preprocessor.fit(train, spec)
     oracle = _DeadlineOracle(
@@ -350,21 +279,111 @@ def _tune(
         project_name=project_name,
         overwrite=overwrite,
     )
+    return prep, oracle, tuner
+
+
+def _search(
+    tuner: _Tuner,
+    prep: Preprocessor,
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    epochs: int,
+    patience: int,
+    stop: _SharedDeadline,
+) -> None:
+    tuner.search(
+        prep.transform(train),
+        train[F.UNITS].to_numpy(np.float32),
+        validation_data=(prep.transform(val), val[F.UNITS].to_numpy(np.float32)),
+        epochs=epochs,
+        shuffle=True,
+        callbacks=[keras.callbacks.EarlyStopping(monitor=OBJECTIVE, patience=patience), stop],
+        verbose=0,
+    )
+
+
+def tune_worker(
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    space: Mapping[str, Any],
+    max_trials: int,
+    max_seconds: float,
+    seed: int,
+    directory: str | Path,
+    *,
+    epochs: int = 20,
+    patience: int = 3,
+    project_name: str = "roi",
+    spec: F.FeatureSpec = F.DEFAULT_SPEC,
+    initial_points: int | None = None,
+) -> None:
+    """One worker of a distributed search (``autoroi.model.distributed``, Keras
+    Tuner's ``KERASTUNER_*`` variables set by the launcher): runs the trials
+    the chief's oracle hands out, until it says stop. It never overwrites the
+    project, which is the chief's."""
+    _check_search(space, max_trials, max_seconds)
+    deadline = time.monotonic() + max_seconds
+    prep, _, tuner = _searcher(
+        train, space, max_trials, seed, directory, False, epochs, project_name, spec, initial_points
+    )
+    _search(tuner, prep, train, val, epochs, patience, _SharedDeadline(deadline))
+
+
+def tune_hyperparameters(
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    space: Mapping[str, Any],
+    max_trials: int,
+    max_seconds: float,
+    seed: int,
+    directory: str | Path,
+    overwrite: bool,
+    *,
+    epochs: int = 20,
+    patience: int = 3,
+    project_name: str = "roi",
+    spec: F.FeatureSpec = F.DEFAULT_SPEC,
+    initial_points: int | None = None,
+    role: str = "single",
+) -> TuningResult:
+    """Search ``space`` (name -> list of choices or range; hyperparameters not
+    in it keep ``network.DEFAULT_HYPERPARAMETERS``) on feature rows ``train``,
+    scored by the Poisson loss on ``val`` (``features.training_frame`` rows,
+    split by ``evaluation.folds.holdout_split``).
+
+    ``role``: ``single`` searches in this process; ``chief`` serves the oracle
+    of a distributed search (Keras Tuner's ``KERASTUNER_*`` variables set by
+    the launcher, ``autoroi.model.distributed``) and returns its result once
+    the workers are done. A worker runs :func:`tune_worker`."""
+    if role not in ("single", "chief"):
+        raise ValueError(f"role must be single or chief, not {role!r}: a worker runs tune_worker")
+    _check_search(space, max_trials, max_seconds)
+    t0 = time.monotonic()
+    notes: list[str] = []
+
+    def note(msg: str, *args: Any) -> None:
+        log.info(msg, *args)
+        notes.append(msg % args)
+
+    project = Path(directory) / project_name
+    fp = _fingerprint(train, val, space, seed, epochs, patience)
+    fp_path = project / FINGERPRINT_FILE
+    existing = (project / "oracle.json").exists()
+    resumed = existing and not overwrite
+    if resumed:
+        old = json.loads(fp_path.read_text()) if fp_path.exists() else None
+        if old != fp:
+            raise ValueError(
+                f"tuner project {project} holds a different search (space, seed, epochs or data);"
+                " pass overwrite=True to replace it"
+            )
+    elif existing:
+        note("overwrite: deleting the previous tuner project %s", project)
+
+    prep, oracle, tuner = _searcher(
+        train, space, max_trials, seed, directory, overwrite, epochs, project_name, spec, initial_points
+    )
     project.mkdir(parents=True, exist_ok=True)
-    if worker:
-        tuner.search(
-            prep.transform(train),
-            train[F.UNITS].to_numpy(np.float32),
-            validation_data=(prep.transform(val), val[F.UNITS].to_numpy(np.float32)),
-            epochs=epochs,
-            shuffle=True,
-            callbacks=[
-                keras.callbacks.EarlyStopping(monitor=OBJECTIVE, patience=patience),
-                _SharedDeadline(t0 + max_seconds),
-            ],
-            verbose=0,
-        )
-        return None
     fp_path.write_text(json.dumps(fp, indent=2, sort_keys=True, default=str))
     done = len(oracle.trials)
     if resumed:
@@ -385,15 +404,7 @@ def _tune(
     oracle.deadline = deadline
     stop = _SharedDeadline(deadline)
     if done < max_trials:
-        tuner.search(
-            prep.transform(train),
-            train[F.UNITS].to_numpy(np.float32),
-            validation_data=(prep.transform(val), val[F.UNITS].to_numpy(np.float32)),
-            epochs=epochs,
-            shuffle=True,
-            callbacks=[keras.callbacks.EarlyStopping(monitor=OBJECTIVE, patience=patience), stop],
-            verbose=0,
-        )
+        _search(tuner, prep, train, val, epochs, patience, stop)
     trials = _trial_summaries(oracle, project)
     scored = [t for t in trials if t["val_loss"] is not None]
     if not scored:

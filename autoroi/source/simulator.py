@@ -794,6 +794,34 @@ class _Truth:
     factor: float  # expected units per unit of base demand (n_sales over the world's expected total)
 
 
+_SPEC = {  # per incentive type, in INCENTIVE_TYPES order
+    "max_lift": np.array([INCENTIVES[t].max_lift for t in INCENTIVE_TYPES]),
+    "curvature": np.array([INCENTIVES[t].curvature for t in INCENTIVE_TYPES]),
+    "pull_forward": np.array([INCENTIVES[t].pull_forward for t in INCENTIVE_TYPES]),
+    "uptake": np.array([INCENTIVES[t].uptake for t in INCENTIVE_TYPES]),
+    "segment_response": np.array([INCENTIVES[t].segment_response for t in INCENTIVE_TYPES]),  # x segments
+}
+
+
+def spec_of(name: str, types: np.ndarray) -> np.ndarray:
+    """One ``IncentiveSpec`` field for an array of type indices."""
+    return _SPEC[name][types]
+
+
+def incentive_lift(
+    world: _World, types: np.ndarray, regions: np.ndarray, models: np.ndarray, amount: np.ndarray
+) -> np.ndarray:
+    """The causal model's lift of an incentive (broadcastable index arrays):
+    ``max_lift x segment_response x region_response x (1 - exp(-k x amount / msrp))``."""
+    depth = amount / world.msrp[models]
+    return (
+        spec_of("max_lift", types)
+        * _SPEC["segment_response"][types, world.model_segment[models]]
+        * world.region_response[types, regions]
+        * (1 - np.exp(-spec_of("curvature", types) * depth))
+    )
+
+
 def _truth(world: _World, progs: _Programs, n_sales: int) -> _Truth:
     """Expected units with and without each program, from the same arrays the
     sales are drawn from."""
@@ -804,20 +832,12 @@ def _truth(world: _World, progs: _Programs, n_sales: int) -> _Truth:
     active = np.zeros((n_p, n_w), dtype=bool)
     for p in range(n_p):
         active[p, progs.start_w[p] : progs.end_w[p] + 1] = True
-    seg_resp = np.array(
-        [[INCENTIVES[t].segment_response[s] for s in world.model_segment] for t in INCENTIVE_TYPES]
-    )
-    region_resp = world.region_response
-    depth = progs.amount[:, None] / world.msrp[None, :]  # programs x models
-    max_lift = np.array([s.max_lift for s in specs])
-    curv = np.array([s.curvature for s in specs])
+    t = progs.ptype[:, None, None]
     lift = (
-        max_lift[:, None, None]
-        * seg_resp[progs.ptype][:, None, :]
-        * region_resp[progs.ptype][:, :, None]
-        * (1 - np.exp(-curv[:, None, None] * depth[:, None, :]))
+        incentive_lift(world, t, np.arange(n_r)[None, :, None], np.arange(n_m)[None, None, :],
+                       progs.amount[:, None, None])
         * progs.elig
-    )  # programs x regions x models
+    )  # programs x regions x models  # fmt: skip
     L = lift[:, :, :, None] * active[:, None, None, :]
     F = np.prod(1 + L, axis=0)
     E = base[None] * F[None] / (1 + L) * L  # extra units that each program brings, before pull-forward

@@ -85,7 +85,7 @@ def _expected_inventory(x_last: np.ndarray, steps: np.ndarray) -> np.ndarray:
     return lo * phi(a) + hi * (1 - phi(b)) + inside
 
 
-def _indices(tw: TruthWorld, scenarios: pd.DataFrame) -> tuple[np.ndarray, ...]:
+def _indices(scenarios: pd.DataFrame) -> tuple[np.ndarray, ...]:
     missing = [c for c in SCENARIO_FIELDS if c not in scenarios.columns]
     if missing:
         raise ConfigError(f"scenarios lack column(s) {', '.join(missing)}; need {', '.join(SCENARIO_FIELDS)}")
@@ -128,30 +128,23 @@ def _indices(tw: TruthWorld, scenarios: pd.DataFrame) -> tuple[np.ndarray, ...]:
 def score_scenarios(tw: TruthWorld, scenarios: pd.DataFrame) -> pd.DataFrame:
     """The truth of each scenario, one row per row of ``scenarios`` (same
     order), with the truth file's column names."""
-    r_i, m_i, w_i, t_i, amount = _indices(tw, scenarios)
+    r_i, m_i, w_i, t_i, amount = _indices(scenarios)
     world = tw.world
     n_ahead = S.PULL_FORWARD_WEEKS
     horizon = int(w_i.max()) + 1 + n_ahead if len(w_i) else S.N_WEEKS
     base = tw.base(max(horizon, S.N_WEEKS))
-    specs = [S.INCENTIVES[t] for t in INCENTIVE_TYPES]
     seg = world.model_segment[m_i]
-    seg_resp = np.array([specs[t].segment_response[s] for t, s in zip(t_i, seg, strict=True)])
-    max_lift = np.array([specs[t].max_lift for t in t_i])
-    curv = np.array([specs[t].curvature for t in t_i])
-    phi = np.array([specs[t].pull_forward for t in t_i])
-    uptake = np.array([specs[t].uptake for t in t_i])
-    depth = amount / world.msrp[m_i]
-    lift = max_lift * seg_resp * world.region_response[t_i, r_i] * (1 - np.exp(-curv * depth))
+    lift = S.incentive_lift(world, t_i, r_i, m_i, amount)
 
     b = base[r_i, m_i, w_i]
     extra = b * lift
-    lost = phi * extra
+    lost = S.spec_of("pull_forward", t_i) * extra
     pulled = np.zeros_like(extra)
     for j, k in enumerate(S.PULL_FORWARD_KERNEL):
         cap = S.DIP_CAP * base[r_i, m_i, w_i + 1 + j]
         pulled += np.minimum(lost * k, cap)
     incremental = extra - pulled
-    under = extra + b * uptake
+    under = extra + b * S.spec_of("uptake", t_i)
     cost = amount * under
     margin = world.margin[m_i]
     profit = incremental * margin
