@@ -387,6 +387,11 @@ class TrainingConfig(_Section):
     on_master_change: bool = Field(
         True, description="ingest runs train (nested, dsl.If) when it published a new master version"
     )
+    on_degraded: bool = Field(
+        True,
+        description="ingest trains a new version when its monitor step finds the deployed model degraded,"
+        " even when the master change alone would not (train_on_change off)",
+    )
     truth_path: str | None = Field(
         None,
         description="ground truth of a simulated source (autoroi generate --truth): scored against in"
@@ -490,6 +495,54 @@ class ServingConfig(_Section):
         return self
 
 
+class MonitoringConfig(_Section):
+    """The loop after serving: the prediction log and ingest's ``monitor`` step."""
+
+    log_predictions: bool = Field(
+        True,
+        description="record every answered request in <lake>/predictions/roi/ (KServe's logger on a cluster)",
+    )
+    sink_url: str | None = Field(
+        None,
+        description="where the payload logger posts its CloudEvents (default: the local sink; on kserve the"
+        " roi-prediction-sink Service of serving.namespace)",
+    )
+    sink_port: int = Field(8091, ge=1, le=65535, description="local prediction sink's port")
+    batch_rows: int = Field(500, ge=1, le=1_000_000, description="predictions per Parquet file at most")
+    flush_s: float = Field(
+        5.0, gt=0, le=3600, description="a batch is written at the latest this long after its first row"
+    )
+    enabled: bool = Field(
+        True, description="ingest runs `monitor` after publish whenever a version is deployed"
+    )
+    wape_ratio_max: float = Field(
+        1.5,
+        gt=1,
+        description="degraded: the realized units WAPE over the model's own backtest WAPE exceeds this",
+    )
+    group_bias_max: float = Field(
+        0.15,
+        gt=0,
+        description="degraded: a region's or segment's realized over predicted units (relative to all"
+        " rows) is off by more than this share, by several standard errors",
+    )
+    min_group_units: float = Field(
+        50.0, ge=0, description="region x segment groups with fewer realized units are not judged alone"
+    )
+    lift_ratio_range: tuple[float, float] = Field(
+        (0.5, 2.0), description="degraded: realized over predicted lift of programs that ran falls outside"
+    )
+    min_program_units: float = Field(
+        20.0, ge=0, description="predicted incremental units below which the lift ratio is not judged"
+    )
+    drift_threshold: float = Field(
+        0.2, gt=0, description="drift: a feature's population stability index (PSI) above this"
+    )
+    max_weeks: int = Field(
+        13, ge=1, le=156, description="observed weeks after the model's data that are scored at most"
+    )
+
+
 class AutoroiConfig(_Section):
     """Effective configuration; see ``autoroi config show``."""
 
@@ -503,6 +556,7 @@ class AutoroiConfig(_Section):
     training: TrainingConfig = TrainingConfig()
     notify: NotifyConfig = NotifyConfig()
     serving: ServingConfig = ServingConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
     cluster: ClusterConfig = ClusterConfig()
 
 

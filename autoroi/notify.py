@@ -67,6 +67,7 @@ class ReviewNotice:
     metrics: Mapping[str, float | None] = field(default_factory=dict)
     master_version: str | None = None
     lake_uri: str | None = None  # added to the commands as --lake when given
+    trained_because: str | None = None  # what started the training run
 
     @classmethod
     def from_version(cls, mv: ModelVersion, lake_uri: str | None = None) -> ReviewNotice:
@@ -81,6 +82,7 @@ class ReviewNotice:
             metrics={k: _num(v) for k, v in mv.metrics.items()},
             master_version=mv.master_version,
             lake_uri=lake_uri,
+            trained_because=mv.metadata.get("trained_because") or None,
         )
 
     @property
@@ -116,6 +118,8 @@ class ReviewNotice:
     def text(self) -> str:
         """The plain-text notice (log lines, SNS message, webhook fallback text)."""
         lines = [self.headline]
+        if self.trained_because:
+            lines.append(f"trained because: {self.trained_because}")
         if self.master_version:
             lines.append(f"master table: {self.master_version}")
         lines.append(f"gates: {'passed' if self.gate_passed else 'FAILED'}")
@@ -130,6 +134,8 @@ class ReviewNotice:
     def markdown(self) -> str:
         """The notice as Markdown (the ``notify`` step's artifact in the Kubeflow UI)."""
         lines = [f"### {self.headline}", ""]
+        if self.trained_because:
+            lines.append(f"- trained because: {self.trained_because}")
         if self.master_version:
             lines.append(f"- master table: `{self.master_version}`")
         lines.append(f"- gates: **{'passed' if self.gate_passed else 'FAILED'}**")
@@ -152,6 +158,8 @@ class ReviewNotice:
             {"type": "mrkdwn", "text": f"*Master table*\n`{_slack(self.master_version or '-')}`"},
             {"type": "mrkdwn", "text": f"*Status*\n{_slack(self.status)}"},
         ]
+        if self.trained_because:
+            fields.append({"type": "mrkdwn", "text": f"*Trained because*\n{_slack(self.trained_because)}"})
         blocks: list[dict[str, Any]] = [
             {"type": "header", "text": {"type": "plain_text", "text": self.headline[:150]}},
             {"type": "section", "fields": fields},
@@ -183,6 +191,44 @@ class ReviewNotice:
         return {"text": _slack(self.text()), "blocks": blocks}
 
 
+@dataclass(frozen=True)
+class MonitorAlert:
+    """The monitor found the deployed model degraded or its inputs drifted:
+    sent through the same channels as a review notice."""
+
+    version: str  # the deployed model version that was judged
+    status: str  # degraded or drift
+    master_version: str
+    reasons: Sequence[str] = ()
+    record: str = ""  # where the monitoring record is
+
+    @property
+    def headline(self) -> str:
+        return f"autoroi: the deployed model {self.version} is {self.status} on master {self.master_version}"
+
+    def _lines(self) -> list[str]:
+        return [f"- {r}" for r in self.reasons] + [
+            f"record: {self.record}",
+            "history: autoroi monitor show",
+        ]
+
+    def text(self) -> str:
+        return "\n".join([self.headline, *self._lines()])
+
+    def markdown(self) -> str:
+        return "\n".join([f"### {self.headline}", "", *self._lines(), ""])
+
+    def slack_payload(self) -> dict[str, Any]:
+        body = "\n".join(_slack(line) for line in self._lines())
+        return {
+            "text": _slack(self.text()),
+            "blocks": [
+                {"type": "header", "text": {"type": "plain_text", "text": self.headline[:150]}},
+                {"type": "section", "text": {"type": "mrkdwn", "text": body}},
+            ],
+        }
+
+
 def _num(v: Any) -> float | None:
     try:
         x = float(v)
@@ -203,7 +249,7 @@ def _slack(text: str) -> str:
 # --------------------------------------------------------------------------- channels
 
 
-def _log(notice: ReviewNotice, cfg: NotifyConfig) -> None:
+def _log(notice: ReviewNotice | MonitorAlert, cfg: NotifyConfig) -> None:
     for line in notice.text().splitlines():
         log.info("%s", line)
 
@@ -214,7 +260,7 @@ def _where(url: str) -> str:
     return f"{p.scheme}://{p.hostname or '?'}" + (f":{p.port}" if p.port else "")
 
 
-def _webhook(notice: ReviewNotice, cfg: NotifyConfig) -> None:
+def _webhook(notice: ReviewNotice | MonitorAlert, cfg: NotifyConfig) -> None:
     url = os.environ.get(cfg.webhook_url_env, "").strip()
     if not url:
         raise NotifyError(
@@ -250,7 +296,7 @@ def _webhook(notice: ReviewNotice, cfg: NotifyConfig) -> None:
     log.info("notified the reviewer through the webhook at %s (HTTP %d)", where, status)
 
 
-def _sns(notice: ReviewNotice, cfg: NotifyConfig) -> None:
+def _sns(notice: ReviewNotice | MonitorAlert, cfg: NotifyConfig) -> None:
     arn = cfg.sns_topic_arn
     if not arn:
         raise NotifyError("sns: notify.sns_topic_arn is not set")
@@ -290,7 +336,9 @@ def _sns(notice: ReviewNotice, cfg: NotifyConfig) -> None:
 _CHANNELS = {"log": _log, "webhook": _webhook, "sns": _sns}
 
 
-def notify_reviewer(message: ReviewNotice, cfg: NotifyConfig | AutoroiConfig | None = None) -> list[str]:
+def notify_reviewer(
+    message: ReviewNotice | MonitorAlert, cfg: NotifyConfig | AutoroiConfig | None = None
+) -> list[str]:
     """Send ``message`` through every configured channel; returns the channels
     that delivered it. If any failed, raises :class:`NotifyError` naming each
     failure (after trying all of them)."""

@@ -286,10 +286,13 @@ def register_candidate(
     tuning_dir: str | Path,
     *,
     now: dt.datetime | None = None,
+    trained_because: str = "",
 ) -> Any:
     """Register the fitted model with its evaluation and report, as
     ``pending_approval`` when the gates passed and ``rejected_by_gate``
-    otherwise; returns the ``ModelVersion``."""
+    otherwise; returns the ``ModelVersion``. ``trained_because``: what
+    started the run (a new master version, a degraded monitor), for the
+    reviewer."""
     import pyarrow.fs as pafs
 
     from autoroi.registry import PENDING_APPROVAL, REJECTED_BY_GATE, new_version, register_model, tree_digest
@@ -340,6 +343,7 @@ def register_candidate(
     )
     metadata = {
         "master_version": master_version,
+        "trained_because": trained_because or None,
         "metrics": {k: v for k, v in candidate.items() if v is not None},
         "gate": gate,
         "hyperparameters": evaluation.get("hyperparameters"),

@@ -49,6 +49,17 @@ Usage::
 Targets (printed PASS/FAIL): p50 at batch 1 within 3x of the constant KServe
 model (v1 and v2, concurrency 1); a 256-row batch under 10 ms p50 (v1 and v2,
 concurrency 1); zero errors in the steady load.
+
+``--prediction-log`` (issue 15) measures only what the prediction log costs:
+the roi server behind two local endpoints (``python -m serving.router``), one
+without logging and one posting to a prediction sink (``python -m
+serving.prediction_sink``), measured in turn at concurrency 1 for batches of 1
+and 256 (v1 and v2, p50 and p95, logging on / off); then the no-loss check:
+``--log-requests`` requests (each with its own ``Ce-Id``) through the logging
+endpoint at concurrency 4, the sink SIGKILLed halfway and started again on its
+journal, and the rows in the lake counted against the answered requests.
+Targets: logging adds at most 10 % to the p50 at batch 1; every answered
+request is in the lake exactly once.
 """
 
 from __future__ import annotations
@@ -268,11 +279,29 @@ def start_asgi(work: Path, core: str | None) -> Server:
     return start_server("asgi", cmd, port, work, core, "/")
 
 
-def start_router(work: Path, state_dir: Path) -> Server:
-    """The local endpoint (``python -m serving.router``) over ``state_dir``'s endpoint.json."""
+def start_router(work: Path, state_dir: Path, sink_url: str | None = None, name: str = "router") -> Server:
+    """The local endpoint (``python -m serving.router``) over ``state_dir``'s
+    endpoint.json; with ``sink_url`` it logs every answer there."""
     port = free_port()
     cmd = [sys.executable, "-m", "serving.router", "--state-dir", str(state_dir), "--port", str(port)]
-    return start_server("router", cmd, port, work, None, "/healthz")
+    if sink_url:
+        cmd += ["--sink-url", sink_url]
+    return start_server(name, cmd, port, work, None, "/healthz")
+
+
+def sink_command(lake: Path, journal: Path, port: int) -> list[str]:
+    """The prediction sink with the config's defaults (500 rows, 5 s)."""
+    return [
+        sys.executable,
+        "-m",
+        "serving.prediction_sink",
+        "--lake",
+        str(lake),
+        "--journal-dir",
+        str(journal),
+        "--port",
+        str(port),
+    ]
 
 
 def run_replicas(
@@ -344,6 +373,221 @@ def render_replicas(results: list[Measurement], n: int, info: dict[str, Any]) ->
         " nothing pinned): the ratio is what a second replica adds on this machine, not on a node of its own"
     )
     return "\n".join([table(head, rows), note])
+
+
+# =========================================================================== the prediction log
+
+LOG_TARGET_RATIO = 1.10
+LOG_CELLS = [(proto, batch) for batch in BATCHES for proto in PROTOCOLS]
+
+
+def run_prediction_log(
+    model_dir: Path,
+    work: Path,
+    pool: list[dict[str, Any]],
+    seconds: float,
+    rounds: int,
+    warm_s: float,
+    quiet: bool,
+    server_core: str | None,
+    requests_n: int,
+) -> dict[str, Any]:
+    """Logging off and on through the local endpoint, then the no-loss check
+    (module docstring). The roi server is pinned like the main run's; the
+    endpoints and the sink share the machine with it and the load generator."""
+    from autoroi.deploy.local import ENDPOINT_FILE
+    from autoroi.lake.storage import write_json_local
+
+    base = work / "prediction-log"
+    shutil.rmtree(base, ignore_errors=True)
+    state = base / "state"
+    state.mkdir(parents=True)
+    servers: list[Server] = []
+    parts: dict[tuple[str, str, int], list[Measurement]] = {}
+    try:
+        roi = start_roi("roi", model_dir, work, server_core, quiet, "on")
+        servers.append(roi)
+        write_json_local(state / ENDPOINT_FILE, {"version": "bench", "url": roi.url})
+        sink_port = free_port()
+        servers.append(
+            start_server(
+                "sink",
+                sink_command(base / "lake", base / "journal", sink_port),
+                sink_port,
+                work,
+                None,
+                "/healthz",
+            )
+        )
+        off = start_router(work, state, name="router-off")
+        on = start_router(work, state, f"http://127.0.0.1:{sink_port}", name="router-on")
+        servers += [off, on]
+        for r in range(rounds):
+            for proto, batch in LOG_CELLS:
+                bodies = bodies_for(pool, proto, batch)
+                for label, router in (("off", off), ("on", on)) if r % 2 == 0 else (("on", on), ("off", off)):
+                    m = measure(router, proto, batch, 1, bodies, seconds, warm_s)
+                    m.server = f"logging {label}"
+                    parts.setdefault((label, proto, batch), []).append(m)
+                    log(
+                        f"round {r + 1}/{rounds} logging {label:3s} {proto} batch {batch:3d}:"
+                        f" p50 {m.p50_ms:.3f} ms, p95 {percentile(m.latencies_ms, 0.95):.3f} ms,"
+                        f" {m.rps:,.0f} req/s, errors {m.errors}, others' cores {m.others:.2f}"
+                    )
+        results = {k: merge(v) for k, v in parts.items()}
+        for server in (off, on, servers[1]):
+            server.stop()  # the endpoints post what they hold, then the sink writes it
+        logged = count_logged(base / "lake")
+        answered = sum(m.requests for (label, _, _), m in results.items() if label == "on")
+        loss = no_loss_check(roi, base / "loss", work, requests_n, pool)
+    finally:
+        for server in servers:
+            server.stop()
+    return {"results": results, "measured_logged": logged, "measured_answered_on": answered, "loss": loss}
+
+
+def count_logged(lake: Path) -> dict[str, int]:
+    """Rows and distinct requests in a lake's prediction log."""
+    from autoroi.lake.storage import open_lake
+    from autoroi.monitoring.predictions import read_predictions
+
+    table = read_predictions(open_lake(str(lake)))
+    ids = table.column("request_id").to_pylist()
+    keys = set(zip(ids, table.column("row").to_pylist(), strict=True))
+    return {"rows": table.num_rows, "requests": len(set(ids)), "duplicates": table.num_rows - len(keys)}
+
+
+def no_loss_check(roi: Server, base: Path, work: Path, n: int, pool: list[dict[str, Any]]) -> dict[str, Any]:
+    """``n`` requests (1 to 3 scenarios, v1 and v2, each with its own Ce-Id)
+    through a logging endpoint at concurrency 4; the sink is SIGKILLed when
+    half have been answered and started again on its journal."""
+    import httpx
+
+    from autoroi.deploy.local import ENDPOINT_FILE
+    from autoroi.lake.storage import write_json_local
+
+    (base / "state").mkdir(parents=True)
+    write_json_local(base / "state" / ENDPOINT_FILE, {"version": "bench", "url": roi.url})
+    port = free_port()
+    cmd = sink_command(base / "lake", base / "journal", port)
+    sink = start_server("sink-loss", cmd, port, work, None, "/healthz")
+    router = start_router(work, base / "state", sink.url, name="router-loss")
+    answered: dict[str, int] = {}
+    statuses: Counter[str] = Counter()
+    restart: dict[str, float] = {}
+    try:
+        counter = iter(range(n))
+
+        async def load() -> None:
+            async with httpx.AsyncClient(base_url=router.url, timeout=30) as c:
+
+                async def worker() -> None:
+                    nonlocal sink
+                    for i in counter:
+                        rows = [pool[(i * 7 + k) % len(pool)] for k in range(1 + i % 3)]
+                        path, body = (V1_PATH, v1_body(rows)) if i % 2 else (V2_PATH, v2_body(rows))
+                        h = {**JSON_HEADERS, "ce-id": f"loss-{i:06d}"}
+                        r = await c.post(path, content=body, headers=h)
+                        statuses[str(r.status_code)] += 1
+                        if r.status_code == 200:
+                            answered[f"loss-{i:06d}"] = len(rows)
+                        if len(answered) == n // 2 and not restart:
+                            restart["at"] = time.perf_counter()
+                            sink.process.kill()  # SIGKILL
+                            sink.process.wait()
+                            sink = await asyncio.to_thread(
+                                start_server, "sink-loss-restarted", cmd, port, work, None, "/healthz"
+                            )
+                            restart["down_s"] = time.perf_counter() - restart["at"]
+
+                await asyncio.gather(*(worker() for _ in range(4)))
+
+        started = time.perf_counter()
+        asyncio.run(load())
+        load_s = time.perf_counter() - started
+        router.stop()  # SIGTERM: it posts what it still holds
+        sink.stop()  # SIGTERM: the last batch
+    finally:
+        router.stop()
+        sink.stop()
+    got = count_logged(base / "lake")
+    expected = sum(answered.values())
+    return {
+        "sent": n,
+        "answered": len(answered),
+        "answered_rows": expected,
+        "statuses": dict(statuses),
+        "logged": got,
+        "sink_down_s": round(restart.get("down_s", float("nan")), 2),
+        "load_s": round(load_s, 1),
+        "ok": got["rows"] == expected and got["requests"] == len(answered) and got["duplicates"] == 0,
+    }
+
+
+def render_prediction_log(out: dict[str, Any], info: dict[str, Any], setup: dict[str, Any]) -> str:
+    res = out["results"]
+    lines = [
+        "Prediction log: the roi server through the local endpoint, logging off and on (issue 15)",
+        f"machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, Python {info['python']};"
+        f" load average at start {', '.join(f'{x:.2f}' for x in info['load_avg'])}",
+        f"roi server pinned to core {setup['server_core']}, load generator to core {setup['client_core']};"
+        " the endpoints and the sink unpinned"
+        if setup["server_core"] is not None
+        else "one core: nothing pinned",
+        f"{setup['rounds']} round(s) of {setup['seconds']:g} s per measurement (after {setup['warm_s']:g} s"
+        " warm-up), off and on alternating, pooled; concurrency 1",
+        "",
+    ]
+    rows = []
+    for proto, batch in LOG_CELLS:
+        off, on = res[("off", proto, batch)], res[("on", proto, batch)]
+        p95_off, p95_on = percentile(off.latencies_ms, 0.95), percentile(on.latencies_ms, 0.95)
+        rows.append(
+            [
+                proto,
+                str(batch),
+                f"{off.p50_ms:.3f}",
+                f"{on.p50_ms:.3f}",
+                f"{on.p50_ms / off.p50_ms:.3f}",
+                f"{p95_off:.3f}",
+                f"{p95_on:.3f}",
+                f"{p95_on / p95_off:.3f}",
+                f"{off.requests:,} / {on.requests:,}",
+                f"{off.errors + on.errors}",
+                f"{(off.others + on.others) / 2:.2f}",
+            ]
+        )
+    head = ["proto", "batch", "p50 off", "p50 on", "ratio", "p95 off", "p95 on", "ratio", "requests off/on"]
+    lines.append(table([*head, "errors", "others' cores"], rows))
+    lines.append("latency in ms, client-side; ratio: logging on over off")
+    lines.append(
+        f"rows the sink wrote for the logged measurements: {out['measured_logged']['rows']:,}"
+        f" of {out['measured_logged']['requests']:,} requests ({out['measured_answered_on']:,} answered with"
+        " logging on, warm-up requests not counted there)"
+    )
+    loss = out["loss"]
+    lines += [
+        "",
+        f"No-loss check: {loss['sent']:,} requests (v1/v2, 1-3 scenarios, concurrency 4), {loss['load_s']} s;"
+        f" the sink SIGKILLed after {loss['answered'] // 2:,} answers and back after {loss['sink_down_s']} s:"
+        f" {loss['answered']:,} answered ({loss['answered_rows']:,} scenarios, statuses {loss['statuses']}),"
+        f" {loss['logged']['rows']:,} rows logged for {loss['logged']['requests']:,} requests,"
+        f" {loss['logged']['duplicates']} duplicates",
+        "",
+        "Targets",
+    ]
+    for proto in PROTOCOLS:
+        off, on = res[("off", proto, 1)], res[("on", proto, 1)]
+        r = on.p50_ms / off.p50_ms
+        lines.append(
+            f"  {'PASS' if r <= LOG_TARGET_RATIO else 'FAIL'}  {proto} batch 1 p50 with logging within"
+            f" {LOG_TARGET_RATIO:g}x of without  [{on.p50_ms:.3f} ms vs {off.p50_ms:.3f} ms = {r:.3f}x]"
+        )
+    lines.append(
+        f"  {'PASS' if loss['ok'] else 'FAIL'}  every answered request logged once across a SIGKILLed sink"
+        f"  [{loss['logged']['rows']:,} rows of {loss['answered_rows']:,}]"
+    )
+    return "\n".join(lines)
 
 
 # =========================================================================== request bodies
@@ -701,6 +945,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-reference", action="store_true", help="skip the reference-path (before) server")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument(
+        "--prediction-log",
+        action="store_true",
+        help="only what the prediction log costs (logging on/off through the local endpoint), and no loss",
+    )
+    p.add_argument("--log-requests", type=int, default=2000, help="requests of the no-loss check")
+    p.add_argument(
         "--replicas",
         type=int,
         help="only the scale-out check: concurrency 16 through the local router to 1 and to N servers",
@@ -747,6 +997,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     if client_core is not None:
         os.sched_setaffinity(0, {client_core})
     pool = scenario_pool(model_dir, 512)
+    if args.prediction_log:
+        log_setup = {
+            "server_core": server_core,
+            "client_core": client_core,
+            "seconds": seconds,
+            "rounds": rounds,
+            "warm_s": warm_s,
+        }
+        plog = run_prediction_log(
+            model_dir, work, pool, seconds, rounds, warm_s, quiet, server_core, args.log_requests
+        )
+        print(render_prediction_log(plog, info, log_setup))
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            doc = {
+                "machine": info,
+                "setup": log_setup,
+                "results": [
+                    {**m.summary(), "logging": k[0], "p95_ms": percentile(m.latencies_ms, 0.95)}
+                    for k, m in plog["results"].items()
+                ],
+                "loss": plog["loss"],
+            }
+            args.json.write_text(json.dumps(doc, indent=2, default=str))
+        ratios = [
+            plog["results"][("on", p, 1)].p50_ms / plog["results"][("off", p, 1)].p50_ms for p in PROTOCOLS
+        ]
+        return 0 if plog["loss"]["ok"] and max(ratios) <= LOG_TARGET_RATIO else 1
     setup: dict[str, Any] = {
         "server_core": server_core,
         "client_core": client_core,

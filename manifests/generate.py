@@ -35,8 +35,9 @@ HEADER = """\
 # The InferenceService "roi" as the deploy pipeline creates it: custom predictor
 # (python -m serving.roi_server), KServe v2 health probes, resources, tag
 # routing for canaries, restricted security context, read-only root
-# filesystem, no service-account token. The image tag is set by the overlay's
-# `images:`; the model version by `generate.py --version V`.
+# filesystem, no service-account token, KServe's payload logger posting to the
+# prediction sink (monitoring.log_predictions). The image tag is set by the
+# overlay's `images:`; the model version by `generate.py --version V`.
 """
 
 

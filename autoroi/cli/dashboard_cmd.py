@@ -11,7 +11,9 @@ names (the deploy pipeline writes it).
 ``<state_dir>/router.json`` and its log in ``<state_dir>/logs/router.log``, so
 ``autoroi dashboard --stop``, ``autoroi serve --stop`` and ``autoroi demo
 --stop`` all stop it. Foreground mode runs the router in this process until
-Ctrl-C.
+Ctrl-C. Either way, with ``monitoring.log_predictions`` the router logs every
+answered prediction to the local prediction sink (started beside it; see
+``autoroi.deploy.local``).
 """
 
 from __future__ import annotations
@@ -85,7 +87,9 @@ def _lake_arg(cfg: Any) -> str | None:
     return lake
 
 
-def router_args(cfg: Any, host: str, port: int, config_path: Path | None) -> list[str]:
+def router_args(
+    cfg: Any, host: str, port: int, config_path: Path | None, sink_url: str | None = None
+) -> list[str]:
     """The arguments of ``python -m serving.router`` for the dashboard."""
     args = ["--state-dir", str(Path(cfg.serving.state_dir).resolve()), "--static-dir", str(static_dir())]
     args += ["--host", host, "--port", str(port)]
@@ -94,6 +98,8 @@ def router_args(cfg: Any, host: str, port: int, config_path: Path | None) -> lis
         args += ["--lake", lake]
     if config_path is not None:
         args += ["--config", str(Path(config_path).resolve())]
+    if sink_url:
+        args += ["--sink-url", sink_url]
     return args
 
 
@@ -120,7 +126,14 @@ def start_background(cfg: Any, port: int | None = None) -> str:
     running = running_endpoint(cfg)
     if running is None and not _port_free(host, port):
         raise AutoroiError(f"port {port} on {host} is in use: pick another with --port")
-    doc = start_endpoint(cfg.serving.state_dir, host, port, static_dir=static_dir(), lake_uri=_lake_arg(cfg))
+    doc = start_endpoint(
+        cfg.serving.state_dir,
+        host,
+        port,
+        static_dir=static_dir(),
+        lake_uri=_lake_arg(cfg),
+        monitoring=cfg.monitoring,
+    )
     url = str(doc["url"]).rstrip("/")
     if running is not None:
         with contextlib.suppress(urllib.error.URLError, OSError):
@@ -187,7 +200,13 @@ def dashboard(
     host, port = cfg.serving.host, port or cfg.serving.port
     if not _port_free(host, port):
         raise AutoroiError(f"port {port} on {host} is in use: pick another with --port")
+    from autoroi.deploy.local import prediction_sink_url, stop_sink
     from serving.router.__main__ import main as router_main
 
+    sink = prediction_sink_url(cfg.serving.state_dir, _lake_arg(cfg), cfg.serving.host, cfg.monitoring)
     console.print(f"dashboard: [bold]{_url(host, port)}[/bold] (Ctrl-C stops it)")
-    router_main(router_args(cfg, host, port, config_path))
+    try:
+        router_main(router_args(cfg, host, port, config_path, sink))
+    finally:
+        if sink and not cfg.monitoring.sink_url:
+            stop_sink(cfg.serving.state_dir)

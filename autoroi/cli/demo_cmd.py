@@ -140,7 +140,12 @@ def demo(config_path: Path | None, workdir: Path, seed: int, scale: str, stop: b
         f"\n[bold green]dashboard: {endpoint}/[/bold green]   REST: {endpoint}/v1/models/roi:predict,"
         f" {endpoint}/v2/models/roi/infer\n"
         f"try: autoroi predict --url {endpoint} --input FILE.csv\n"
-        f"the endpoint and the model server keep running; stop them with: autoroi demo --stop"
+        + (
+            f"every answered prediction is logged to {cfg.lake.uri}/predictions/roi/ (Parquet, batched)\n"
+            if cfg.monitoring.log_predictions
+            else ""
+        )
+        + "the endpoint and the model server keep running; stop them with: autoroi demo --stop"
         + ("" if workdir == Path("var/demo").resolve() else f" --workdir {workdir}")
     )
 
@@ -175,6 +180,7 @@ def _start_endpoint(cfg: Any) -> str:
         port,
         static_dir=static if (static / "index.html").exists() else None,
         lake_uri=cfg.lake.uri,
+        monitoring=cfg.monitoring,
     )
     return str(doc["url"])
 

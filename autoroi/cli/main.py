@@ -38,6 +38,7 @@ _COMMANDS = {
     "programs": ("autoroi.cli.programs_cmd", "programs"),
     "plan": ("autoroi.cli.plan_cmd", "plan"),
     "dashboard": ("autoroi.cli.dashboard_cmd", "dashboard"),
+    "monitor": ("autoroi.cli.monitor_cmds", "monitor"),
 }
 
 _HELP = {
@@ -61,6 +62,7 @@ _HELP = {
     "programs": "Estimated ROI (with its interval) of every incentive program that ran.",
     "plan": "Spend a budget on the incentives (cell, week, type, amount) that return most.",
     "dashboard": "Serve the inference dashboard and the local endpoint (--background, --stop).",
+    "monitor": "Model health after each ingest (realized accuracy, drift): monitor show.",
 }
 
 

@@ -63,17 +63,30 @@ def generate(
 @source_option
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--batches", type=click.IntRange(min=1), default=1, show_default=True)
-def mutate(config_path: Path | None, source_url: str | None, seed: int, batches: int) -> None:
-    """Apply inserts, corrections, cancellations, new programs and a new column."""
+@click.option(
+    "--shock",
+    type=click.Choice(["demand_drop", "lift_change", "new_model"]),
+    default=None,
+    help="a regime change from this run's first batch on: one region's base demand falls 30 %,"
+    " one incentive type's lift doubles, or a new vehicle model goes on sale",
+)
+def mutate(
+    config_path: Path | None, source_url: str | None, seed: int, batches: int, shock: str | None
+) -> None:
+    """Apply a week of new sales per batch (the generated world, continued), corrections,
+    cancellations, new programs and a new column."""
     from autoroi.cli.render import console, mutation_table
     from autoroi.source.mutate import mutate_source
 
     engine = _engine(config_path, source_url)
     try:
-        report = mutate_source(engine, seed=seed, batches=batches)
+        report = mutate_source(engine, seed=seed, batches=batches, shock=shock)
     finally:
         engine.dispose()
     mutation_table(report)
+    for b in report.batches:
+        if b.shock:
+            console.print(f"shock: {b.shock}")
     console.print("mutations applied")
 
 

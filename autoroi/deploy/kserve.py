@@ -26,6 +26,12 @@ How KServe's serverless canary works, and what this module relies on
   its own URL (tag ``latest``), so the smoke test reaches the candidate alone,
   not the traffic split.
 
+With ``ServingOptions.logger_url`` the predictor gets KServe's payload logger
+(``predictor.logger``, ``mode: all``): KServe's agent beside the model server
+posts each request and its answer as CloudEvents to the prediction sink
+(``serving/prediction_sink``, the Service :data:`SINK_SERVICE`), which writes
+``<lake>/predictions/roi/``.
+
 The model server fetches the registry version from the lake itself
 (``--lake``/``--version``, digest-checked), so the resource carries no
 ``storageUri`` (KServe's storage initializer would download it a second
@@ -65,6 +71,8 @@ MODEL_URI_KEY = "autoroi.io/model-uri"
 ROLLOUT_ID_KEY = "autoroi.io/rollout-id"  # unique per start: every rollout gets a fresh revision
 TAG_ROUTING_KEY = "serving.kserve.io/enable-tag-routing"
 DEPLOYMENT_MODE_KEY = "serving.kserve.io/deploymentMode"  # canary rollouts need Serverless (Knative)
+SINK_SERVICE = "roi-prediction-sink"  # manifests/base/prediction-sink.yaml
+LOGGER_MODE = "all"  # KServe's logger modes: all, request, response; the log pairs both
 
 CONTAINER_NAME = "kserve-container"  # the name KServe expects for a custom predictor container
 HTTP_PORT = 8080
@@ -131,6 +139,12 @@ class ServingOptions:
     run_as_user: int | None = 1000  # numeric, so the kubelet can check runAsNonRoot whatever the image's USER
     server_args: tuple[str, ...] = ()  # extra ``python -m serving.roi_server`` arguments
     labels: Mapping[str, str] = field(default_factory=dict)  # extra labels (team, cost centre)
+    logger_url: str | None = None  # the prediction sink: KServe's payload logger posts there (None: off)
+
+
+def sink_url(namespace: str) -> str:
+    """The prediction sink's Service in ``namespace``, as KServe's agent reaches it."""
+    return f"http://{SINK_SERVICE}.{namespace}.svc.cluster.local"
 
 
 def model_uri(lake_uri: str, version: str) -> str:
@@ -278,6 +292,10 @@ def inference_service(
         predictor["serviceAccountName"] = opts.service_account
     if canary is not None:
         predictor["canaryTrafficPercent"] = canary
+    if opts.logger_url:
+        if urlparse(opts.logger_url).scheme not in ("http", "https"):
+            raise ConfigError(f"the prediction sink's URL {opts.logger_url!r} must be http(s)://...")
+        predictor["logger"] = {"mode": LOGGER_MODE, "url": opts.logger_url}
 
     annotations = {
         TAG_ROUTING_KEY: "true",
@@ -568,6 +586,7 @@ class KServeTarget:
             annotations.setdefault(key, None)  # a merge patch deletes what is null
         predictor = dict(desired["spec"]["predictor"])
         predictor.setdefault("canaryTrafficPercent", None)
+        predictor.setdefault("logger", None)  # logging turned off: the merge patch removes it
         body = {
             "metadata": {"annotations": annotations, "labels": desired["metadata"]["labels"]},
             "spec": {"predictor": predictor},
@@ -792,4 +811,5 @@ __all__ = [
     "inference_service",
     "kubernetes_api",
     "model_uri",
+    "sink_url",
 ]

@@ -7,6 +7,12 @@ demo) forwards every request to it, so switching versions is one atomic file
 replace. A new version starts beside the old one, which keeps answering until
 the new one has passed its smoke test; after promotion the old process is
 stopped once in-flight requests have drained.
+
+With ``monitoring.log_predictions`` the endpoint also plays KServe's payload
+logger: :func:`start_endpoint` starts the local prediction sink (``python -m
+serving.prediction_sink``, its journal in ``<state_dir>/prediction-sink/``,
+its pid in ``<state_dir>/prediction-sink.json``) and gives the router its URL;
+:func:`stop_endpoint` stops both.
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from autoroi.config import MonitoringConfig
 from autoroi.deploy.rollout import DeployError
 from autoroi.lake.leftovers import sweep_local, writer_id, writer_state
 from autoroi.lake.storage import write_json_local
@@ -40,6 +48,17 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether ``port`` on ``host`` can be bound now."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -279,6 +298,118 @@ def _tail(path: Path, lines: int = 20) -> str:
 
 
 ROUTER_PID_FILE = "router.json"
+SINK_PID_FILE = "prediction-sink.json"
+SINK_DIR = "prediction-sink"  # the local sink's write-ahead journal
+
+
+def _start_detached(
+    state: Path, name: str, what: str, cmd: list[str], url: str, pid_file: str, timeout_s: float
+) -> dict[str, Any]:
+    """Start ``cmd`` detached (log: ``<state>/logs/<name>.log``), wait until
+    ``<url>/healthz`` answers, record ``{"url", "pid"}`` in ``pid_file``."""
+    log_path = state / LOGS / f"{name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise DeployError(f"{what} exited at start:\n{_tail(log_path)}")
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1):
+                break
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    else:
+        stop_pid(proc.pid)
+        raise DeployError(f"{what} did not answer on {url} within {timeout_s:g} s")
+    doc = {"url": url, "pid": proc.pid}
+    write_json_local(state / pid_file, doc)
+    return doc
+
+
+def _stop_recorded(state: Path, pid_file: str) -> bool:
+    doc = _read_json(state / pid_file)
+    (state / pid_file).unlink(missing_ok=True)
+    if doc and pid_alive(doc.get("pid")):
+        stop_pid(doc.get("pid"))
+        return True
+    return False
+
+
+def start_sink(
+    state_dir: str | Path,
+    lake_uri: str,
+    host: str,
+    port: int,
+    *,
+    batch_rows: int | None = None,
+    flush_s: float | None = None,
+    python: str = sys.executable,
+    timeout_s: float = 60.0,
+) -> dict[str, Any]:
+    """Start the local prediction sink detached, unless the one of this state
+    dir runs; returns ``{"url", "pid"}``. A dead sink's port is taken again (a
+    running endpoint still posts there) and its journal replayed; a port
+    another process holds is replaced by a free one."""
+    state = Path(state_dir).resolve()
+    existing = _read_json(state / SINK_PID_FILE)
+    if existing and pid_alive(existing.get("pid")):
+        return existing
+    previous = urllib.parse.urlparse(str((existing or {}).get("url") or "")).port
+    if previous and port_free(host, previous):
+        port = previous
+    elif not port_free(host, port):
+        taken, port = port, free_port(host)
+        log.warning("port %d is taken; the local prediction sink uses %d", taken, port)
+    cmd = [
+        python,
+        "-m",
+        "serving.prediction_sink",
+        "--journal-dir",
+        str(state / SINK_DIR),
+        "--lake",
+        lake_uri,
+    ]
+    cmd += ["--host", host, "--port", str(port)]
+    if batch_rows is not None:
+        cmd += ["--batch-rows", str(batch_rows)]
+    if flush_s is not None:
+        cmd += ["--flush-s", str(flush_s)]
+    url = f"http://{host}:{port}"
+    return _start_detached(
+        state, "prediction-sink", "the local prediction sink", cmd, url, SINK_PID_FILE, timeout_s
+    )
+
+
+def stop_sink(state_dir: str | Path) -> bool:
+    """Stop the local prediction sink (SIGTERM: it writes its waiting rows first)."""
+    return _stop_recorded(Path(state_dir).resolve(), SINK_PID_FILE)
+
+
+def prediction_sink_url(
+    state_dir: str | Path, lake_uri: str | None, host: str, monitoring: MonitoringConfig | None
+) -> str | None:
+    """Where the local endpoint posts its CloudEvents: ``monitoring.sink_url``,
+    else this state dir's local sink (started unless it runs); ``None`` when
+    predictions are not logged (off, or no lake to write)."""
+    if monitoring is None or not monitoring.log_predictions:
+        return None
+    if monitoring.sink_url:
+        return monitoring.sink_url
+    if lake_uri is None:
+        return None
+    doc = start_sink(
+        state_dir,
+        lake_uri,
+        host,
+        monitoring.sink_port,
+        batch_rows=monitoring.batch_rows,
+        flush_s=monitoring.flush_s,
+    )
+    return str(doc["url"])
 
 
 def start_endpoint(
@@ -288,12 +419,15 @@ def start_endpoint(
     *,
     static_dir: str | Path | None = None,
     lake_uri: str | None = None,
+    monitoring: MonitoringConfig | None = None,
     python: str = sys.executable,
     timeout_s: float = 60.0,
 ) -> dict[str, Any]:
     """Start the local endpoint (``python -m serving.router``) detached, unless
-    one from this state dir already answers; returns ``{"url", "pid"}``."""
+    one from this state dir already answers; returns ``{"url", "pid"}``. With
+    ``monitoring`` (logging on) the prediction sink first (module docstring)."""
     state = Path(state_dir).resolve()
+    sink_url = prediction_sink_url(state, lake_uri, host, monitoring)
     existing = _read_json(state / ROUTER_PID_FILE)
     if existing and pid_alive(existing.get("pid")):
         return existing
@@ -302,34 +436,15 @@ def start_endpoint(
         cmd += ["--static-dir", str(static_dir)]
     if lake_uri is not None:
         cmd += ["--lake", lake_uri]
-    (state / LOGS).mkdir(parents=True, exist_ok=True)
-    with open(state / LOGS / "router.log", "ab") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-        )
+    if sink_url is not None:
+        cmd += ["--sink-url", sink_url]
     url = f"http://{host}:{port}"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise DeployError(f"the local endpoint exited at start:\n{_tail(state / LOGS / 'router.log')}")
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=1):
-                break
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.2)
-    else:
-        stop_pid(proc.pid)
-        raise DeployError(f"the local endpoint did not answer on {url} within {timeout_s:g} s")
-    doc = {"url": url, "pid": proc.pid}
-    write_json_local(state / ROUTER_PID_FILE, doc)
-    return doc
+    return _start_detached(state, "router", "the local endpoint", cmd, url, ROUTER_PID_FILE, timeout_s)
 
 
 def stop_endpoint(state_dir: str | Path) -> bool:
-    state = Path(state_dir).resolve()
-    doc = _read_json(state / ROUTER_PID_FILE)
-    (state / ROUTER_PID_FILE).unlink(missing_ok=True)
-    if doc and pid_alive(doc.get("pid")):
-        stop_pid(doc.get("pid"))
-        return True
-    return False
+    """Stop the local endpoint (it posts what it still holds to the sink
+    first), then the local prediction sink; whether the endpoint ran."""
+    stopped = _stop_recorded(Path(state_dir).resolve(), ROUTER_PID_FILE)
+    stop_sink(state_dir)
+    return stopped

@@ -67,10 +67,12 @@ def make_target(cfg: AutoroiConfig, lake_uri: str) -> RolloutTarget:
 
 def serving_options(cfg: AutoroiConfig) -> Any:
     """The predictor's settings from the config: the lake's S3 endpoint and
-    region, the S3 credentials without access to raw/, and the autoscaler's."""
-    from autoroi.deploy.kserve import ServingOptions
+    region, the S3 credentials without access to raw/, the autoscaler's, and
+    the payload logger's sink (``monitoring``)."""
+    from autoroi.deploy.kserve import ServingOptions, sink_url
 
     c = cfg.cluster
+    m = cfg.monitoring
     return ServingOptions(
         s3_secret=c.lake_secret,
         s3_secret_keys={
@@ -83,6 +85,7 @@ def serving_options(cfg: AutoroiConfig) -> Any:
         max_replicas=cfg.serving.max_replicas,
         scale_metric=cfg.serving.scale_metric,
         scale_target=cfg.serving.scale_target,
+        logger_url=(m.sink_url or sink_url(cfg.serving.namespace)) if m.log_predictions else None,
     )
 
 

@@ -35,7 +35,7 @@ import pandas as pd
 
 from autoroi.evaluation.baselines import Trainer, UnitsModel
 from autoroi.evaluation.folds import Fold
-from autoroi.evaluation.metrics import program_steps, roi_metrics, units_metrics
+from autoroi.evaluation.metrics import lift_calibration, program_steps, roi_metrics, units_metrics
 from autoroi.model import features as F
 from autoroi.model.features import counterfactual_units
 from autoroi.model.roi import score_features
@@ -168,6 +168,7 @@ def backtest(
             t0 = time.monotonic()
             model: UnitsModel = trainer(train)
             part[name] = model.predict_features(test)
+            part[name + BASELINE_SUFFIX] = model.predict_features(F.without_incentive(test))
             row: dict[str, Any] = {
                 "fold": fold.index,
                 "model": name,
@@ -205,6 +206,11 @@ def backtest(
         m = units_metrics(predictions[F.UNITS], predictions[name])
         # truth-free: the weeks where programs start or end, within each fold's test weeks
         m.update(program_steps_pooled(predictions, name))
+        treated = predictions[F.INCENTIVE_TYPE].astype(str) != F.NO_INCENTIVE
+        lift = lift_calibration(
+            predictions[F.UNITS], predictions[name], predictions[name + BASELINE_SUFFIX], treated
+        )
+        m["lift_ratio"] = lift["lift_ratio"]
         if not roi_rows.empty:
             r = roi_rows[roi_rows["model"] == name]
             m.update(roi_metrics(r[TRUTH_ROI], r["roi"]))
@@ -212,6 +218,9 @@ def backtest(
             m["wape_truth_cells"] = units_metrics(joined[F.UNITS], joined[name])["wape"]
         metrics[name] = m
     return BacktestResult(list(folds), metrics, fold_rows, predictions, roi_rows, oracle_metrics, seconds)
+
+
+BASELINE_SUFFIX = "_baseline"  # a model's units of the same test rows without any incentive
 
 
 def program_steps_pooled(predictions: pd.DataFrame, name: str) -> dict[str, float]:

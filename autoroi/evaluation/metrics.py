@@ -26,6 +26,29 @@ def units_metrics(actual: npt.ArrayLike, predicted: npt.ArrayLike) -> dict[str, 
     }
 
 
+def lift_calibration(
+    actual: npt.ArrayLike, predicted: npt.ArrayLike, baseline: npt.ArrayLike, treated: npt.ArrayLike
+) -> dict[str, float]:
+    """Realized over predicted incremental units of the treated rows, with
+    no ground truth: realized = actual less the predicted baseline, both on
+    the level of the untreated rows (``level``: their actual over predicted
+    units), so a model whose level is off but whose lift is right scores 1.
+    Below 1: the model promises lifts that do not come; above: its lifts are
+    too small. The backtest's value is each model's yardstick for the monitor."""
+    a, p, b = (np.asarray(x, dtype=np.float64) for x in (actual, predicted, baseline))
+    t = np.asarray(treated, dtype=bool)
+    pu = float(p[~t].sum())
+    level = float(a[~t].sum()) / pu if pu > 0 and a[~t].sum() > 0 else 1.0
+    predicted_inc = level * float((p[t] - b[t]).sum())
+    realized_inc = float(a[t].sum()) - level * float(b[t].sum())
+    return {
+        "lift_ratio": realized_inc / predicted_inc if predicted_inc > 0 else math.nan,
+        "level": level,
+        "predicted_incremental": predicted_inc,
+        "realized_incremental": realized_inc,
+    }
+
+
 def roi_metrics(true_roi: npt.ArrayLike, predicted_roi: npt.ArrayLike) -> dict[str, float]:
     """ROI quality over cells where both are defined: MAE, mean bias
     (predicted - true), Spearman rank correlation, and the decision "does it

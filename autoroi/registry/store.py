@@ -302,7 +302,8 @@ def list_versions(lake: Lake) -> list[ModelVersion]:
     return sorted(out, key=lambda v: (v.created_at, v.version))
 
 
-def _deployed_at(v: ModelVersion) -> str:
+def deployed_at(v: ModelVersion) -> str:
+    """When ``v`` was last deployed (ISO time; empty if never)."""
     times = [str(h.get("at", "")) for h in v.history if h.get("status") == S.DEPLOYED]
     return max(times, default=v.metadata.get("status_changed_at", ""))
 
@@ -319,7 +320,7 @@ def production_version(lake: Lake) -> ModelVersion | None:
             len(deployed),
             ", ".join(v.version for v in deployed),
         )
-    return max(deployed, key=lambda v: (_deployed_at(v), v.version))
+    return max(deployed, key=lambda v: (deployed_at(v), v.version))
 
 
 def read_evaluation(lake: Lake, version: str) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from autoroi.errors import SourceError, UnknownTableError
 from autoroi.source.db import describe_db_error
+from autoroi.source.schema import SIMULATOR_PREFIX
 
 try:
     # PostgreSQL's driver and SQLAlchemy's dialect for it are imported with
@@ -143,7 +144,9 @@ class SourceReader:
 
     # -- schema -----------------------------------------------------------
     def table_names(self) -> list[str]:
-        return sorted(sa.inspect(self.conn).get_table_names())
+        """The dealer system's tables; the simulator's own record is not one."""
+        names = sa.inspect(self.conn).get_table_names()
+        return sorted(n for n in names if not n.startswith(SIMULATOR_PREFIX))
 
     @contextmanager
     def table_scope(self) -> Iterator[None]:

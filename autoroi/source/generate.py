@@ -10,6 +10,7 @@ the load because maintaining them row by row is what makes bulk loads slow.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -132,8 +133,16 @@ def _recreate(conn: Connection, *, foreign_keys: bool = True) -> None:
     """Without ``foreign_keys`` they are added by ``_finish``: one set-based check
     per constraint instead of a trigger per row, which dominates a COPY."""
     schema.metadata.drop_all(conn, checkfirst=True)
+    schema.simulator_metadata.drop_all(conn, checkfirst=True)
     for table in schema.metadata.sorted_tables:
         conn.execute(CreateTable(table, include_foreign_key_constraints=None if foreign_keys else []))
+    schema.simulator_metadata.create_all(conn)
+
+
+def _record_world(conn: Connection, data: SourceData) -> None:
+    """What ``autoroi mutate`` needs to continue this world week by week."""
+    record = {"seed": data.seed, "sales_rows": data.rows["sales"], "dealers": data.rows["dealers"]}
+    conn.execute(schema.simulation.insert(), [{"key": "world", "value": json.dumps(record)}])
 
 
 def _finish(conn: Connection, *, foreign_keys: bool = False) -> None:
@@ -182,6 +191,7 @@ def _load_sqlite(engine: Engine, data: SourceData, progress: Progress | None) ->
                 done += batch.num_rows
                 if progress:
                     progress(name, done)
+        _record_world(conn, data)
         _finish(conn)
         conn.commit()
         conn.exec_driver_sql("ANALYZE")
@@ -225,6 +235,7 @@ def _load_postgres(engine: Engine, data: SourceData, progress: Progress | None) 
                         done += batch.num_rows
                         if progress:
                             progress(name, done)
+        _record_world(conn, data)
         _finish(conn, foreign_keys=True)
         conn.commit()
         for name in data.tables:
@@ -252,4 +263,5 @@ def _load_generic(engine: Engine, data: SourceData, progress: Progress | None) -
                 done += batch.num_rows
                 if progress:
                     progress(name, done)
+        _record_world(conn, data)
         _finish(conn)

@@ -8,6 +8,10 @@ customers and dealers, a new incentive program with its eligibility. Every
 changed row gets an ``updated_at`` after everything already in the database, as
 the watermark-based replication expects.
 
+New sales follow the generated world's causal model past its simulated weeks
+(``autoroi.source.continuation``); ``shock`` changes that world from the next
+batch on, as markets sometimes do, so the monitoring loop can be tested.
+
 A batch is deterministic for (seed, database state): its random stream is
 seeded with the seed and the current sales high-water mark, so two copies of
 one database mutated with one seed end identical.
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from time import perf_counter
 from typing import Any
 
@@ -28,12 +32,28 @@ from sqlalchemy.engine import Connection, Engine
 
 from autoroi.errors import ConfigError, SourceError
 from autoroi.source import schema
+from autoroi.source.continuation import (
+    NEW_MODEL,
+    SHOCKS,
+    Shock,
+    SimulationRecord,
+    add_shock,
+    choose_shock,
+    draw_sales,
+    read_record,
+    world_for,
+)
 from autoroi.source.db import describe_db_error
 from autoroi.source.simulator import (
     EPOCH,
     INCENTIVE_TYPES,
     INCENTIVES,
+    N_WEEKS,
+    PROGRAM_WEEKS,
+    PROGRAMS_PER_WEEK,
+    PULL_FORWARD_WEEKS,
     REGIONS,
+    SEGMENT_MARGIN,
     SEGMENTS,
     START_DAY,
     US_PER_HOUR,
@@ -48,12 +68,13 @@ from autoroi.source.simulator import (
     make_phones,
     make_vins,
     program_code,
+    program_scope,
     stream,
 )
+from autoroi.source.truth import TruthWorld
 
 log = logging.getLogger(__name__)
 
-INSERT_SHARE = 0.01  # new sales per batch, share of the table
 UPDATE_SHARE = 0.004  # corrections
 DELETE_SHARE = 0.001  # cancellations
 CUSTOMER_UPDATE_SHARE = 0.0005
@@ -73,6 +94,8 @@ class BatchReport:
     updated: dict[str, int] = field(default_factory=dict)
     deleted: dict[str, int] = field(default_factory=dict)
     added_columns: list[str] = field(default_factory=list)
+    expected_sales: float = 0.0  # the causal model's expectation of the new sales
+    shock: str | None = None  # the regime change this batch started, described
 
 
 @dataclass
@@ -89,13 +112,17 @@ class MutateReport:
         return out
 
 
-def mutate_source(engine: Engine, *, seed: int, batches: int = 1) -> MutateReport:
-    """Apply ``batches`` weeks of changes, each in its own transaction."""
+def mutate_source(engine: Engine, *, seed: int, batches: int = 1, shock: str | None = None) -> MutateReport:
+    """Apply ``batches`` weeks of changes, each in its own transaction;
+    ``shock`` (one of ``continuation.SHOCKS``) starts with the first."""
     seed = check_seed(seed)
     if isinstance(batches, bool) or not isinstance(batches, int) or not 1 <= batches <= MAX_BATCHES:
         raise ConfigError(f"batches must be an integer from 1 to {MAX_BATCHES}, got {batches!r}")
+    if shock is not None and shock not in SHOCKS:
+        raise ConfigError(f"shock: unknown {shock!r}; known: {', '.join(SHOCKS)}")
     t0 = perf_counter()
     pools = build_pools(seed)
+    worlds: dict[SimulationRecord, TruthWorld] = {}
     reports = []
     dbapi_error: type[BaseException] = getattr(
         getattr(engine.dialect, "loaded_dbapi", None), "Error", sa.exc.DBAPIError
@@ -106,7 +133,7 @@ def mutate_source(engine: Engine, *, seed: int, batches: int = 1) -> MutateRepor
                 if conn.dialect.name == "sqlite":
                     # reads and writes in one transaction; take the write lock up front
                     conn.exec_driver_sql("BEGIN IMMEDIATE")
-                report = _apply_batch(conn, seed, number, pools)
+                report = _apply_batch(conn, seed, number, pools, worlds, shock if number == 1 else None)
                 conn.commit()
         except (sa.exc.SQLAlchemyError, dbapi_error) as e:
             raise SourceError(f"mutate batch {number} failed: {describe_db_error(e)}") from e
@@ -254,8 +281,16 @@ def _state(conn: Connection) -> _State:
 # --------------------------------------------------------------------------- one batch
 
 
-def _apply_batch(conn: Connection, seed: int, number: int, pools: Pools) -> BatchReport:
+def _apply_batch(
+    conn: Connection,
+    seed: int,
+    number: int,
+    pools: Pools,
+    worlds: dict[SimulationRecord, TruthWorld],
+    shock: str | None,
+) -> BatchReport:
     st = _state(conn)
+    record = read_record(conn)
     rng = stream(seed, "mutate", st.max_sale_id, st.n_sales)
     clock = st.last_change + timedelta(days=7)
     report = BatchReport(batch=number, clock=clock)
@@ -263,6 +298,18 @@ def _apply_batch(conn: Connection, seed: int, number: int, pools: Pools) -> Batc
     if DELIVERY_COLUMN not in st.sales_columns:
         conn.exec_driver_sql(f"ALTER TABLE sales ADD COLUMN {DELIVERY_COLUMN} DATE")
         report.added_columns.append(f"sales.{DELIVERY_COLUMN}")
+    if shock is not None:  # from this batch's first day on
+        first_day = (st.last_change.date() - EPOCH).days
+        p = schema.incentive_programs
+        on_offer = sa.select(p.c.incentive_type).where(
+            p.c.start_date <= EPOCH + timedelta(days=first_day + 6),
+            p.c.end_date >= EPOCH + timedelta(days=first_day),
+        )
+        running = tuple(sorted({str(t) for t in conn.execute(on_offer.distinct()).scalars()}))
+        chosen = choose_shock(shock, stream(seed, "shock", st.max_sale_id), first_day, running)
+        record = add_shock(conn, record, chosen)
+        report.shock = chosen.describe()
+    _launch_new_models(conn, w, record, clock, report)
 
     regions = conn.execute(
         sa.select(schema.regions.c.region_id, schema.regions.c.name).order_by(schema.regions.c.region_id)
@@ -294,9 +341,12 @@ def _apply_batch(conn: Connection, seed: int, number: int, pools: Pools) -> Batc
         rows = conn.execute(query.order_by(s.c.sale_id.desc()).limit(5_000)).all()[::-1]
     recent = pd.DataFrame(rows, columns=recent_cols)
 
-    program = _new_program(conn, w, rng, st, clock, models, len(regions), report)
+    program = _new_program(conn, w, rng, st, clock, models, region_idx, report)
     _cancel_and_correct(w, rng, st, clock, recent, report)
-    _insert_sales(conn, w, rng, pools, st, clock, recent, models, dealers, region_idx, report)
+    if record not in worlds:
+        worlds[record] = world_for(record)
+    world = (worlds[record], record.shocks)
+    _insert_sales(conn, w, rng, pools, st, clock, recent, models, dealers, region_idx, world, report)
     _update_customers(conn, w, rng, pools, st, clock, report)
     _update_dealers(w, rng, clock, dealers, report)
     log.debug("batch %d: new program %s", number, program)
@@ -310,37 +360,29 @@ def _new_program(
     st: _State,
     clock: datetime,
     models: pd.DataFrame,
-    n_regions: int,
+    region_idx: dict[int, int],
     report: BatchReport,
-) -> str:
-    """Announced now, starting the Monday after, so later batches sell under it."""
+) -> str | None:
+    """Announced now, starting the Monday after, so later batches sell under
+    it; as often, as long and as wide as the generated history's programs."""
+    if rng.random() >= PROGRAMS_PER_WEEK:
+        report.inserted["incentive_programs"] = report.inserted["program_eligibility"] = 0
+        return None
     weights = np.array([INCENTIVES[t].weight for t in INCENTIVE_TYPES])
     ptype = INCENTIVE_TYPES[int(rng.choice(len(INCENTIVE_TYPES), p=weights / weights.sum()))]
     start = clock.date() + timedelta(days=7 - clock.weekday())
-    end = start + timedelta(weeks=int(rng.integers(4, 10)), days=-1)
-    region_ids = sorted(conn.execute(sa.select(schema.regions.c.region_id)).scalars().all())
-    if rng.random() < 0.4:
-        chosen_regions = region_ids
-    else:
-        k = int(rng.integers(1, max(2, n_regions // 2 + 1)))
-        chosen_regions = sorted(
-            int(x) for x in rng.choice(region_ids, min(k, len(region_ids)), replace=False)
-        )
-    if rng.random() < 0.5:
-        seg = int(rng.choice(sorted(models["seg"].unique())))
-        chosen_models = models.loc[models["seg"] == seg, "model_id"].tolist()
-    else:
-        k = int(rng.integers(1, min(5, len(models)) + 1))
-        chosen_models = sorted(int(x) for x in rng.choice(models["model_id"].to_numpy(), k, replace=False))
-    lo, hi = INCENTIVES[ptype].amount
-    msrp = models.loc[models["model_id"].isin(chosen_models), "msrp"].mean()
-    raw = rng.uniform(lo, hi) * (msrp if ptype == "cash_rebate" else 1.0)
-    amount = max(250.0, round(raw / 250) * 250)
+    end = start + timedelta(weeks=int(rng.integers(*PROGRAM_WEEKS)), days=-1)
+    in_regions, in_models, amount = program_scope(
+        rng, INCENTIVE_TYPES.index(ptype), models["seg"].to_numpy(), models["msrp"].to_numpy()
+    )
+    chosen_regions = sorted(rid for rid, i in region_idx.items() if in_regions[i])
+    chosen_models = sorted(int(x) for x in models.loc[in_models, "model_id"])
+    n_regions = len(region_idx)
     pid = st.max_program_id + 1
     code = program_code(ptype, start, pid)
     weekly = (
-        INSERT_SHARE
-        * st.n_sales
+        st.n_sales
+        / N_WEEKS
         * len(chosen_models)
         / max(len(models), 1)
         * len(chosen_regions)
@@ -388,6 +430,36 @@ def _new_program(
             )
     report.inserted["program_eligibility"] = w.insert(_typed(schema.program_eligibility), rows)
     return code
+
+
+def _launch_new_models(
+    conn: Connection, w: _Writer, record: SimulationRecord, clock: datetime, report: BatchReport
+) -> None:
+    """A ``new_model`` shock puts its model on sale (once)."""
+    m = schema.vehicle_models
+    names = set(conn.execute(sa.select(m.c.name)).scalars().all())
+    rows = []
+    next_id = int(conn.execute(sa.select(sa.func.max(m.c.model_id))).scalar() or 0)
+    for s in record.shocks:
+        if s.kind != "new_model" or s.vehicle_model in names:
+            continue
+        name, segment, msrp = NEW_MODEL
+        next_id += 1
+        margin = round(msrp * float(SEGMENT_MARGIN[SEGMENTS.index(segment)]), 2)
+        rows.append(
+            {
+                "model_id": next_id,
+                "name": name,
+                "segment": segment,
+                "msrp": msrp,
+                "unit_margin": margin,
+                "launched_on": EPOCH + timedelta(days=s.from_day),
+                "updated_at": w.ts(_clock_us(clock)),
+            }
+        )
+        names.add(name)
+    if rows:
+        report.inserted["vehicle_models"] = w.insert(_typed(m), rows)
 
 
 def _clock_us(clock: datetime) -> int:
@@ -460,26 +532,38 @@ def _insert_sales(
     models: pd.DataFrame,
     dealers: dict[int, int],
     region_idx: dict[int, int],
+    world: tuple[TruthWorld, tuple[Shock, ...]],
     report: BatchReport,
 ) -> None:
-    n = max(1, round(INSERT_SHARE * st.n_sales))
     base_us = _clock_us(st.last_change)
     clock_us = _clock_us(clock)
-    pick = rng.integers(0, len(recent), n)
-    dealer = recent["dealer_id"].to_numpy()[pick].astype(np.int64)
-    model = recent["model_id"].to_numpy()[pick].astype(np.int64)
+    first_day = (st.last_change.date() - EPOCH).days
+    days = first_day + np.arange(7, dtype=np.int64)
+    new = draw_sales(
+        rng,
+        *world,
+        days,
+        models,
+        {d: region_idx.get(r, 0) for d, r in dealers.items()},
+        _offers(conn, days, region_idx),
+    )
+    report.expected_sales = round(new.expected, 3)
+    n = len(new.day)
+    if n == 0:
+        report.inserted["sales"] = report.inserted["customers"] = 0
+        return
+    dealer, model, day = new.dealer_id, new.model_id, new.day
     existing = recent["customer_id"].to_numpy()[rng.integers(0, len(recent), n)].astype(np.int64)
     region = np.array([dealers.get(int(x), 1) for x in dealer], dtype=np.int64)
     ridx = np.array([region_idx.get(int(r), 0) for r in region])
     offset = np.array([r[2] for r in REGIONS])[ridx]
-    first_day = (st.last_change.date() - EPOCH).days
-    day = first_day + rng.choice(7, n, p=[0.14, 0.13, 0.13, 0.14, 0.16, 0.22, 0.08])
     created = day * 86_400_000_000 + ((9 + 11 * rng.beta(2, 2, n) + offset) * US_PER_HOUR).astype(np.int64)
     created = np.clip(created, base_us + 1_000_000, clock_us)
     order = np.lexsort((created, day))
-    dealer, model, existing, region, ridx, day, created = (
-        a[order] for a in (dealer, model, existing, region, ridx, day, created)
-    )
+    dealer, model, existing, region, ridx, day, created, program, ptype, amount = (
+        a[order] for a in (dealer, model, existing, region, ridx, day, created,
+                           new.program_id, new.ptype, new.amount)
+    )  # fmt: skip
     sale_id = st.max_sale_id + 1 + np.arange(n, dtype=np.int64)
 
     # new customers, on file shortly before their purchase
@@ -522,47 +606,6 @@ def _insert_sales(
         report.inserted["customers"] = w.insert(_typed(schema.customers), rows)
     else:
         report.inserted["customers"] = 0
-
-    # programs on offer where and when each sale happens
-    p, e = schema.incentive_programs, schema.program_eligibility
-    d0, d1 = EPOCH + timedelta(days=int(day.min())), EPOCH + timedelta(days=int(day.max()))
-    offers = pd.DataFrame(
-        conn.execute(
-            sa.select(
-                p.c.program_id,
-                p.c.incentive_type,
-                p.c.amount,
-                p.c.start_date,
-                p.c.end_date,
-                e.c.region_id,
-                e.c.model_id,
-            )
-            .join(e, e.c.program_id == p.c.program_id)
-            .where(p.c.start_date <= d1, p.c.end_date >= d0)
-            .order_by(p.c.program_id, e.c.region_id, e.c.model_id)
-        ).all(),
-        columns=["program_id", "incentive_type", "amount", "start_date", "end_date", "region_id", "model_id"],
-    )
-    program = np.full(n, -1, dtype=np.int64)
-    ptype = np.full(n, -1, dtype=np.int64)
-    amount = np.full(n, np.nan)
-    if not offers.empty:
-        offers["amount"] = offers["amount"].map(float)
-        offers["start"] = offers["start_date"].map(lambda x: (x - EPOCH).days)
-        offers["end"] = offers["end_date"].map(lambda x: (x - EPOCH).days)
-        sales_df = pd.DataFrame({"i": np.arange(n), "region_id": region, "model_id": model, "day": day})
-        cand = sales_df.merge(offers, on=["region_id", "model_id"], how="inner")
-        cand = cand[(cand["day"] >= cand["start"]) & (cand["day"] <= cand["end"])]
-        cand = cand.sort_values(["i", "amount", "program_id"], ascending=[True, False, True], kind="stable")
-        uptake = cand["incentive_type"].map(lambda t: INCENTIVES[t].uptake if t in INCENTIVES else 0.2)
-        cand = cand[rng.random(len(cand)) < uptake.to_numpy()]
-        cand = cand.drop_duplicates("i", keep="first")
-        idx = cand["i"].to_numpy()
-        program[idx] = cand["program_id"].to_numpy()
-        ptype[idx] = cand["incentive_type"].map(
-            lambda t: INCENTIVE_TYPES.index(t) if t in INCENTIVE_TYPES else 0
-        )
-        amount[idx] = cand["amount"].to_numpy()
 
     minfo = models.set_index("model_id")
     fleet = rng.random(n) < 0.03
@@ -608,6 +651,45 @@ def _insert_sales(
             }
         )
     report.inserted["sales"] = w.insert(_typed(schema.sales, sa.column(DELIVERY_COLUMN, sa.Date())), rows)
+
+
+def _offers(conn: Connection, days: np.ndarray, region_idx: dict[int, int]) -> pd.DataFrame:
+    """Programs on offer on ``days`` or ended within the pull-forward window
+    before them, one row per eligible (region, model)."""
+    p, e = schema.incentive_programs, schema.program_eligibility
+    d0 = EPOCH + timedelta(days=int(days.min()) - 7 * (PULL_FORWARD_WEEKS + 1))
+    d1 = EPOCH + timedelta(days=int(days.max()))
+    rows = conn.execute(
+        sa.select(
+            p.c.program_id, p.c.incentive_type, p.c.amount, p.c.start_date, p.c.end_date,
+            e.c.region_id, e.c.model_id,
+        )
+        .join(e, e.c.program_id == p.c.program_id)
+        .where(p.c.start_date <= d1, p.c.end_date >= d0)
+        .order_by(p.c.program_id, e.c.region_id, e.c.model_id)
+    ).all()  # fmt: skip
+    out = pd.DataFrame(
+        [
+            {
+                "program_id": int(r.program_id),
+                "ptype": INCENTIVE_TYPES.index(r.incentive_type),
+                "amount": float(r.amount),
+                "start": (_day(r.start_date) - EPOCH).days,
+                "end": (_day(r.end_date) - EPOCH).days,
+                "region": region_idx.get(int(r.region_id), 0),
+                "model_id": int(r.model_id),
+            }
+            for r in rows
+            if r.incentive_type in INCENTIVE_TYPES
+        ],
+        columns=["program_id", "ptype", "amount", "start", "end", "region", "model_id"],
+    )
+    return out
+
+
+def _day(value: Any) -> date:
+    """SQLite may hand a DATE back as text."""
+    return date.fromisoformat(value) if isinstance(value, str) else value
 
 
 def _update_customers(

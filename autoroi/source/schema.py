@@ -150,6 +150,19 @@ Index("ix_sales_sale_date", sales.c.sale_date)
 # Parents before children: the order to create and load in.
 TABLE_ORDER = [t.name for t in metadata.sorted_tables]
 
+# The simulator's own record in the source database (the world a seed drew, the
+# regime changes ``autoroi mutate --shock`` applied): not part of the dealer
+# system, kept out of ``metadata`` so loaders and checks never see it, and never
+# replicated (names with this prefix are skipped).
+SIMULATOR_PREFIX = "_autoroi_"
+simulator_metadata = MetaData()
+simulation = Table(
+    f"{SIMULATOR_PREFIX}simulation",
+    simulator_metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(4000), nullable=False),
+)
+
 # Columns that identify a person or a dealer directly (issue: anonymization).
 DIRECT_IDENTIFIERS = {
     "dealers": ("name", "owner_first_name", "owner_last_name", "owner_email", "owner_phone", "street"),

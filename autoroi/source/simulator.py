@@ -744,6 +744,42 @@ class _Programs:
     budget_factor: np.ndarray  # NaN: no budget
 
 
+PROGRAMS_PER_WEEK = 60 / (N_WEEKS - 4)  # about how often the simulated dealer group starts a program
+PROGRAM_WEEKS = (4, 14)  # a program runs this many weeks (the upper bound excluded)
+
+
+def program_scope(
+    rng: np.random.Generator, ptype: int, segment: np.ndarray, msrp: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Where a program of type ``ptype`` is offered (regions mask, models mask
+    over ``segment``/``msrp``) and its amount: one law for the generated
+    history and for the weeks ``autoroi mutate`` adds."""
+    supers = sorted({r[1] for r in REGIONS})
+    super_of = np.array([supers.index(r[1]) for r in REGIONS])
+    n_r, n_m = len(REGIONS), len(segment)
+    kind = rng.random()
+    if kind < 0.35:
+        regions = np.ones(n_r, dtype=bool)
+    elif kind < 0.70:
+        regions = super_of == rng.integers(0, len(supers))
+    else:
+        regions = np.zeros(n_r, dtype=bool)
+        regions[rng.choice(n_r, int(rng.integers(1, 4)), replace=False)] = True
+    t = INCENTIVE_TYPES[ptype]
+    kind = rng.random()
+    all_models = 0.6 if t in ("loyalty", "conquest") else 0.15
+    if kind < all_models:
+        models = np.ones(n_m, dtype=bool)
+    elif kind < all_models + (1 - all_models) * 0.6:
+        models = segment == rng.integers(0, len(SEGMENTS))
+    else:
+        models = np.zeros(n_m, dtype=bool)
+        models[rng.choice(n_m, int(rng.integers(1, 5)), replace=False)] = True
+    lo, hi = INCENTIVES[t].amount
+    raw = rng.uniform(lo, hi) * (msrp[models].mean() if t == "cash_rebate" and models.any() else 1.0)
+    return regions, models, max(250.0, round(raw / 250) * 250)
+
+
 def _build_programs(seed: int, world: _World) -> _Programs:
     rng = stream(seed, "programs")
     n_r, n_m = world.base.shape[:2]
@@ -751,34 +787,12 @@ def _build_programs(seed: int, world: _World) -> _Programs:
     weights = np.array([INCENTIVES[t].weight for t in INCENTIVE_TYPES])
     ptype = rng.choice(len(INCENTIVE_TYPES), n_p, p=weights / weights.sum())
     start = np.sort(rng.integers(0, N_WEEKS - 4, n_p))
-    end = np.minimum(start + rng.integers(4, 14, n_p) - 1, N_WEEKS - 1)
-    supers = sorted({r[1] for r in REGIONS})
-    super_of = np.array([supers.index(r[1]) for r in REGIONS])
+    end = np.minimum(start + rng.integers(*PROGRAM_WEEKS, n_p) - 1, N_WEEKS - 1)
     elig = np.zeros((n_p, n_r, n_m), dtype=bool)
     amount = np.zeros(n_p)
     for p in range(n_p):
-        kind = rng.random()
-        if kind < 0.35:
-            regions = np.ones(n_r, dtype=bool)
-        elif kind < 0.70:
-            regions = super_of == rng.integers(0, len(supers))
-        else:
-            regions = np.zeros(n_r, dtype=bool)
-            regions[rng.choice(n_r, int(rng.integers(1, 4)), replace=False)] = True
-        t = INCENTIVE_TYPES[ptype[p]]
-        kind = rng.random()
-        all_models = 0.6 if t in ("loyalty", "conquest") else 0.15
-        if kind < all_models:
-            models = np.ones(n_m, dtype=bool)
-        elif kind < all_models + (1 - all_models) * 0.6:
-            models = world.model_segment == rng.integers(0, len(SEGMENTS))
-        else:
-            models = np.zeros(n_m, dtype=bool)
-            models[rng.choice(n_m, int(rng.integers(1, 5)), replace=False)] = True
+        regions, models, amount[p] = program_scope(rng, int(ptype[p]), world.model_segment, world.msrp)
         elig[p] = regions[:, None] & models[None, :]
-        lo, hi = INCENTIVES[t].amount
-        raw = rng.uniform(lo, hi) * (world.msrp[models].mean() if t == "cash_rebate" else 1.0)
-        amount[p] = max(250.0, round(raw / 250) * 250)
     budget = np.where(rng.random(n_p) < 0.25, np.nan, rng.uniform(0.8, 1.6, n_p))
     return _Programs(ptype, amount, start, end, elig, budget)
 

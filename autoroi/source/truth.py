@@ -64,11 +64,17 @@ class TruthWorld:
 
 def truth_world(seed: int, *, scale: str = "small", sales_rows: int | None = None) -> TruthWorld:
     """The world ``autoroi generate --seed S [--scale|--sales-rows]`` writes."""
-    seed = S.check_seed(seed)
     preset, n = S.resolve_scale(scale, sales_rows)
-    world = S._build_world(seed, preset.dealers)
-    factor = S._truth(world, S._build_programs(seed, world), n).factor
-    return TruthWorld(seed, n, world, factor)
+    return world_of(seed, dealers=preset.dealers, sales_rows=n)
+
+
+def world_of(seed: int, *, dealers: int, sales_rows: int) -> TruthWorld:
+    """The world of ``seed`` with ``dealers`` dealers, scaled to ``sales_rows``
+    generated sales (what the source's simulator record names)."""
+    seed = S.check_seed(seed)
+    world = S._build_world(seed, dealers)
+    factor = S._truth(world, S._build_programs(seed, world), sales_rows).factor
+    return TruthWorld(seed, sales_rows, world, factor)
 
 
 def _expected_inventory(x_last: np.ndarray, steps: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ def register_model(
     evaluation: Input[Artifact],
     tuner: Input[Artifact],
     report: Output[HTML],
+    trained_because: str = "",
 ) -> NamedTuple("RegisterOutputs", [("version", str), ("status", str)]):  # type: ignore[valid-type]
     """Returns the new version's name and status."""
     from collections import namedtuple
@@ -31,7 +32,9 @@ def register_model(
     setup_logging()
     cfg = config_from_json(config_json)
     lake = open_lake(lake_uri, cfg.lake)
-    mv = register_candidate(lake, cfg, master_version, model.path, evaluation.path, tuner.path)
+    mv = register_candidate(
+        lake, cfg, master_version, model.path, evaluation.path, tuner.path, trained_because=trained_because
+    )
     page = lake.fs.open_input_stream(f"{mv.path}/{REPORT_FILE}").readall()
     Path(report.path).write_bytes(page)
     RegisterOutputs = namedtuple("RegisterOutputs", ["version", "status"])

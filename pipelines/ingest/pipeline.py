@@ -1,6 +1,7 @@
 """The ``ingest`` pipeline: replicate -> anonymize -> preprocess -> validate ->
-scan -> publish, then ``train`` as a nested pipeline when the master version
-changed (``dsl.If``; off with ``train_on_change=False``).
+scan -> publish -> monitor, then ``train`` as a nested pipeline (``dsl.If``)
+when the master version changed (off with ``train_on_change=False``) or the
+monitor found the deployed model degraded (``training.on_degraded``).
 
 Steps after ``replicate`` pass their tables as pipeline artifacts (staging);
 only ``publish`` writes ``curated/`` and ``master/``, and it runs only when
@@ -14,6 +15,7 @@ from kfp import dsl
 
 from autoroi.config import AutoroiConfig
 from components.anonymize import component as anonymize_component
+from components.monitor import component as monitor_component
 from components.preprocess import component as preprocess_component
 from components.publish import component as publish_component
 from components.replicate import component as replicate_component
@@ -32,6 +34,7 @@ class IngestOutputs(NamedTuple):
     master_version: str
     master_changed: bool
     published: str
+    monitor: str
 
 
 def build_pipeline(cfg: AutoroiConfig) -> Any:
@@ -43,6 +46,7 @@ def build_pipeline(cfg: AutoroiConfig) -> Any:
     validate_op = validate_component.build(image)
     scan_op = scan_component.build(image)
     publish_op = publish_component.build(image)
+    monitor_op = monitor_component.build(cfg.kfp.image("trainer"))  # loads the deployed model
     train_pipeline = build_train(cfg)
 
     @dsl.pipeline(
@@ -102,14 +106,24 @@ def build_pipeline(cfg: AutoroiConfig) -> Any:
         publish.set_display_name("Publish curated tables and master version")
         publish.set_caching_options(False)
 
-        with (
-            dsl.If(train_on_change == True, name="train-enabled"),  # noqa: E712 (a pipeline condition)
-            dsl.If(publish.outputs["changed"] == True, name="master-changed"),  # noqa: E712
-        ):
+        monitor = monitor_op(
+            lake_uri=lake_uri,
+            config_json=config_json,
+            master_version=publish.outputs["version"],
+            changed=publish.outputs["changed"],
+            train_on_change=train_on_change,
+        )
+        monitor.set_display_name("Monitor deployed model (accuracy, lift, drift)")
+        monitor.set_caching_options(False)  # judges whichever version is deployed now
+
+        with dsl.If(monitor.outputs["train"] == True, name="train-needed"):  # noqa: E712 (a pipeline condition)
             train = train_pipeline(
-                lake_uri=lake_uri, config_json=config_json, master_version=publish.outputs["version"]
+                lake_uri=lake_uri,
+                config_json=config_json,
+                master_version=publish.outputs["version"],
+                trained_because=monitor.outputs["reason"],
             )
-            train.set_display_name("Train ROI model (new master version)")
+            train.set_display_name("Train ROI model (new master or degraded model)")
 
         # on a cluster: Secrets as environment variables, resources, retries (kfp.local ignores these)
         k8s.source_password(replicate, cfg)
@@ -117,7 +131,7 @@ def build_pipeline(cfg: AutoroiConfig) -> Any:
         k8s.lake_credentials(anonymize, cfg, raw=True)
         k8s.hmac_key(anonymize, cfg)
         k8s.hmac_key(scan, cfg)  # fingerprints, not raw/
-        for task in (validate, publish):
+        for task in (validate, publish, monitor):
             k8s.lake_credentials(task, cfg)
         for task in (replicate, publish):
             k8s.transient(task, cfg)
@@ -127,7 +141,9 @@ def build_pipeline(cfg: AutoroiConfig) -> Any:
         k8s.resources(validate, "500m", "2Gi", "1", "4Gi")
         k8s.resources(scan, "1", "4Gi", "2", "8Gi")
         k8s.resources(publish, "500m", "2Gi", "1", "4Gi")
-        for task in (replicate, anonymize, preprocess, validate, scan, publish):
+        k8s.resources(monitor, "1", "2Gi", "2", "4Gi")
+        k8s.notify_webhook(monitor, cfg)
+        for task in (replicate, anonymize, preprocess, validate, scan, publish, monitor):
             k8s.pull_secret(task, cfg)
             k8s.restricted(task, cfg)
         k8s.spark_on_kubernetes(preprocess, cfg, cfg.kfp.image("spark"))
@@ -137,6 +153,7 @@ def build_pipeline(cfg: AutoroiConfig) -> Any:
             publish.outputs["version"],
             publish.outputs["changed"],
             publish.outputs["report"],
+            monitor.outputs["status"],
         )
 
     return ingest

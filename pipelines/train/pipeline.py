@@ -52,13 +52,16 @@ def build_pipeline(cfg: AutoroiConfig) -> Any:
         description="Tune the ROI model with Keras Tuner, backtest it against baselines and the production"
         " model, fit it on the whole master table, register it with its report, notify a reviewer.",
     )
-    def train(lake_uri: str, config_json: str, master_version: str = "") -> TrainOutputs:
+    def train(
+        lake_uri: str, config_json: str, master_version: str = "", trained_because: str = ""
+    ) -> TrainOutputs:
         """Tune, validate, fit, register and notify for one master version.
 
         Args:
             lake_uri: Lake root: a folder or s3://bucket/prefix.
             config_json: The effective autoroi configuration (no secrets), as JSON.
             master_version: Master table version to train on; empty for the one `latest` points at.
+            trained_because: Why this run trains (new master, degraded monitor); the reviewer is told.
         """
         tune = heavy(tune_op(lake_uri=lake_uri, config_json=config_json, master_version=master_version))
         tune.set_display_name("Tune hyperparameters (Keras Tuner)")
@@ -94,6 +97,7 @@ def build_pipeline(cfg: AutoroiConfig) -> Any:
             model=fit.outputs["model"],
             evaluation=validate.outputs["evaluation"],
             tuner=tune.outputs["tuner"],
+            trained_because=trained_because,
         )
         register.set_display_name("Register model version and report")
         register.set_caching_options(False)  # writes a new registry version

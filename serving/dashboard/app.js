@@ -10,6 +10,9 @@
  *   POST v1/models/roi:predict      the predictions (one batch per panel)
  *   GET  endpoint                   the version, when v2 metadata is unavailable
  *   GET  report                     the serving version's training report
+ *   GET  health                     the deployed version's age and the monitor's
+ *                                   history (the local router; elsewhere the
+ *                                   Model health panel says it is not offered)
  *
  * A refusal (4xx) shows the server's "field" and "reason"; an endpoint that
  * does not answer (network error, 502/503) is shown as down, and the panels
@@ -233,6 +236,7 @@
     els.version.dataset.state = "ok";
     if (changed) {
       els.status.textContent = "the endpoint now serves " + v + ": reloading the pickers";
+      loadHealth();
       loadVersion().then(loadOptions).then(function () { schedule(true, 0); });
     }
   }
@@ -834,6 +838,268 @@
     schedule(false, 0);
   });
 
+  // ------------------------------------------------------------------ model health
+
+  // GET health (serving/router/health.py): the deployed version and its age,
+  // the monitor's records (oldest first) and a summary of the latest one.
+  var HEALTH_URL = "health";
+  var HEALTH_WEEKS = 26; // weeks on the chart at most
+  var HEALTH_RUNS = 10; // monitor runs in the table at most
+
+  var health = {
+    panel: $("health-panel"),
+    badge: $("health-badge"),
+    latest: $("health-latest"),
+    empty: $("health-empty"),
+    deployed: $("health-deployed"),
+    age: $("health-age"),
+    wape: $("health-wape"),
+    lift: $("health-lift"),
+    chart: $("health-chart"),
+    chartCaption: $("health-chart-caption"),
+    drift: $("health-drift"),
+    reasons: $("health-reasons"),
+    history: $("health-history"),
+  };
+
+  async function loadHealth() {
+    var doc;
+    try {
+      doc = await requestJSON(HEALTH_URL);
+    } catch (e) {
+      healthUnavailable(e.status === 404
+        ? "Model health is not offered by this endpoint (HTTP 404): the local endpoint (autoroi dashboard) serves it."
+        : "Model health could not be read: " + e.message);
+      return;
+    }
+    if (!doc || !Array.isArray(doc.history)) {
+      healthUnavailable("Model health is not offered by this endpoint.");
+      return;
+    }
+    drawHealth(doc);
+  }
+
+  function healthUnavailable(text) {
+    health.panel.dataset.state = "unavailable";
+    health.badge.textContent = "unknown";
+    health.badge.dataset.status = "";
+    health.latest.textContent = "";
+    health.empty.textContent = text;
+    health.empty.hidden = false;
+  }
+
+  function setValue(el, text, value) {
+    el.textContent = text;
+    el.dataset.value = value === null || value === undefined ? "" : String(value);
+  }
+
+  function ageText(days) {
+    if (!num(days)) return "unknown";
+    if (days < 1) return "less than a day";
+    var d = Math.floor(days);
+    return d + (d === 1 ? " day" : " days");
+  }
+
+  function drawHealth(doc) {
+    var dep = doc.deployed, sum = doc.summary || {}, hist = doc.history;
+    setValue(health.deployed, dep ? dep.version : "none", dep ? dep.version : "");
+    setValue(health.age, dep ? ageText(dep.age_days) : "–", dep && num(dep.age_days) ? dep.age_days : "");
+    health.age.title = dep && dep.deployed_at ? "deployed at " + dep.deployed_at + " (" + dep.source + ")" : "";
+    if (!hist.length) {
+      health.panel.dataset.state = "empty";
+      health.badge.textContent = "no monitor";
+      health.badge.dataset.status = "";
+      health.latest.textContent = "";
+      var msg = doc.message || "no monitor has run yet";
+      health.empty.textContent = msg.charAt(0).toUpperCase() + msg.slice(1) + ".";
+      health.empty.dataset.reason = dep ? "no_monitor" : "no_deployment";
+      health.empty.hidden = false;
+      setValue(health.wape, "–", "");
+      setValue(health.lift, "–", "");
+      return;
+    }
+    health.panel.dataset.state = "ready";
+    health.empty.hidden = true;
+    var status = sum.status || "unknown";
+    health.badge.textContent = label(status);
+    health.badge.dataset.status = status;
+    var latest = hist[hist.length - 1];
+    var when = String(sum.created_at || "").slice(0, 10);
+    var text = "latest monitor: master " + sum.master_version + (when ? " on " + when : "") +
+      ", judged model " + (sum.model_version || "?");
+    if (dep && sum.model_version && sum.model_version !== dep.version) {
+      text += " (not the version deployed now)";
+    }
+    health.latest.textContent = text + " · " + doc.runs + " run" + (doc.runs === 1 ? "" : "s") + " in all";
+    setValue(health.wape, num(sum.wape)
+      ? fmtPct.format(sum.wape) + " / " + (num(sum.reference_wape) ? fmtPct.format(sum.reference_wape) : "n/a") +
+        (num(sum.ratio) ? " (" + sum.ratio.toFixed(2) + "×)" : "")
+      : "n/a", sum.wape);
+    setValue(health.lift, num(sum.lift_ratio) ? sum.lift_ratio.toFixed(2) + "×" : "n/a", sum.lift_ratio);
+    drawHealthChart(hist, latest);
+    drawDriftFlags(sum.drift || {});
+    drawReasons(sum.reasons || []);
+    drawHealthRuns(hist);
+  }
+
+  // WAPE per observed week: a week that several runs judged shows the latest run's figure.
+  function weeklyWape(hist) {
+    var byWeek = {};
+    hist.forEach(function (r) {
+      var weeks = r.accuracy && Array.isArray(r.accuracy.by_week) ? r.accuracy.by_week : [];
+      weeks.forEach(function (w) {
+        if (!w || !w.week_start || !num(w.wape)) return;
+        var k = String(w.week_start).slice(0, 10);
+        byWeek[k] = { label: k, wape: w.wape, actual: w.actual_units, predicted: w.predicted_units,
+          master: r.master_version };
+      });
+    });
+    return Object.keys(byWeek).sort().slice(-HEALTH_WEEKS).map(function (k) { return byWeek[k]; });
+  }
+
+  function drawHealthChart(hist, latest) {
+    var pts = weeklyWape(hist), perRun = false;
+    if (!pts.length) { // records without weekly figures: one point per run
+      perRun = true;
+      pts = hist.filter(function (r) { return r.accuracy && num(r.accuracy.wape); }).map(function (r) {
+        return { label: String(r.created_at || r.master_version).slice(0, 10), wape: r.accuracy.wape,
+          master: r.master_version };
+      });
+    }
+    var ref = null;
+    hist.forEach(function (r) { if (r.accuracy && num(r.accuracy.reference_wape)) ref = r.accuracy.reference_wape; });
+    health.chart.textContent = "";
+    if (!pts.length) {
+      health.chartCaption.textContent = "No week has been observed since the deployment yet.";
+      return;
+    }
+    var W = 860, H = 220, m = { l: 50, r: 96, t: 12, b: 36 };
+    var yhi = niceCeil(Math.max.apply(null, pts.map(function (p) { return p.wape; })
+      .concat([ref === null ? 0 : ref, 0.01])) * 1.1);
+    var n = pts.length;
+    var x = function (i) { return m.l + (n === 1 ? 0.5 : i / (n - 1)) * (W - m.l - m.r); };
+    var y = function (v) { return m.t + ((yhi - v) / yhi) * (H - m.t - m.b); };
+    var root = svg("svg", { id: "health-svg", viewBox: "0 0 " + W + " " + H, role: "img",
+      "aria-label": "realized units WAPE per week against the backtest's WAPE" });
+    var axis = svg("g", { class: "axis" }, root);
+    svg("line", { x1: m.l, x2: m.l, y1: m.t, y2: H - m.b }, axis);
+    svg("line", { x1: m.l, x2: W - m.r, y1: H - m.b, y2: H - m.b }, axis);
+    ticks(0, yhi, 4).forEach(function (v) {
+      svg("line", { x1: m.l - 4, x2: m.l, y1: y(v), y2: y(v) }, axis);
+      svg("text", { x: m.l - 7, y: y(v) + 4, "text-anchor": "end" }, axis).textContent = fmtPct0.format(v);
+    });
+    var every = Math.max(1, Math.ceil(n / 8));
+    pts.forEach(function (p, i) {
+      if (i % every !== 0 && i !== n - 1) return;
+      svg("text", { x: x(i), y: H - m.b + 16, "text-anchor": "middle" }, axis).textContent = p.label;
+    });
+    if (ref !== null) {
+      svg("line", { class: "reference-line", x1: m.l, x2: W - m.r, y1: y(ref), y2: y(ref),
+        "data-value": ref }, root);
+      svg("text", { class: "reference-label", x: W - m.r + 6, y: y(ref) + 4 }, root).textContent =
+        "backtest " + fmtPct.format(ref);
+    }
+    svg("path", { class: "wape-line", d: pts.map(function (p, i) {
+      return (i ? "L " : "M ") + x(i).toFixed(1) + " " + y(p.wape).toFixed(1);
+    }).join(" ") }, root);
+    var dots = svg("g", { class: "points" }, root);
+    pts.forEach(function (p, i) {
+      var c = svg("circle", { class: "wape-point" + (ref !== null && p.wape > ref ? " over" : ""),
+        cx: x(i).toFixed(1), cy: y(p.wape).toFixed(1), r: 4, "data-week": p.label, "data-wape": p.wape }, dots);
+      svg("title", {}, c).textContent = p.label + ": WAPE " + fmtPct.format(p.wape) +
+        (num(p.actual) && num(p.predicted)
+          ? " (" + fmtUnits.format(p.predicted) + " predicted, " + fmtUnits.format(p.actual) + " sold)" : "") +
+        " · master " + p.master;
+    });
+    health.chart.appendChild(root);
+    health.chartCaption.textContent = (perRun ? "Units WAPE of each monitor run (" : "Units WAPE per observed week (") +
+      n + (perRun ? " runs" : " weeks") + ") against the deployed model's backtest WAPE (dashed)" +
+      "; red: worse than the backtest.";
+  }
+
+  function drawDriftFlags(drift) {
+    health.drift.textContent = "";
+    var stat = drift.statistic ? String(drift.statistic).toUpperCase() : "drift";
+    (drift.features || []).forEach(function (f) {
+      var li = document.createElement("li");
+      li.className = "drift-flag flagged";
+      li.dataset.feature = f.feature;
+      li.dataset.value = num(f.value) ? String(f.value) : "";
+      li.textContent = f.feature + (num(f.value) ? ": " + stat + " " + f.value.toFixed(3) : "") +
+        (num(drift.threshold) ? " (threshold " + drift.threshold + ")" : "");
+      health.drift.appendChild(li);
+    });
+    var unknown = drift.unknown_categories || {};
+    Object.keys(unknown).sort().forEach(function (col) {
+      unknown[col].forEach(function (v) {
+        var li = document.createElement("li");
+        li.className = "unknown-category flagged";
+        li.dataset.column = col;
+        li.dataset.value = v;
+        li.textContent = label(col) + " \u201c" + v + "\u201d: never seen in training";
+        health.drift.appendChild(li);
+      });
+    });
+    if (!health.drift.children.length) {
+      var none = document.createElement("li");
+      none.className = "none muted";
+      none.textContent = "no feature over the threshold, no unseen category";
+      health.drift.appendChild(none);
+    }
+  }
+
+  function drawReasons(reasons) {
+    health.reasons.textContent = "";
+    reasons.forEach(function (r) {
+      var li = document.createElement("li");
+      li.className = "reason";
+      li.textContent = r;
+      health.reasons.appendChild(li);
+    });
+    if (!reasons.length) {
+      var none = document.createElement("li");
+      none.className = "none muted";
+      none.textContent = "none: no alarm in the latest run";
+      health.reasons.appendChild(none);
+    }
+  }
+
+  function drawHealthRuns(hist) {
+    var t = health.history;
+    t.textContent = "";
+    var hr = t.insertRow();
+    ["date", "master version", "model judged", "status", "WAPE / backtest", "lift", "drifted"].forEach(function (h) {
+      var th = document.createElement("th");
+      th.textContent = h;
+      hr.appendChild(th);
+    });
+    hist.slice(-HEALTH_RUNS).reverse().forEach(function (r) { // newest first
+      var tr = t.insertRow(), acc = r.accuracy || {}, drift = r.drift || {};
+      tr.className = "health-row";
+      tr.dataset.master = r.master_version;
+      tr.dataset.status = r.status || "";
+      var drifted = (drift.features || []).filter(function (f) { return f && f.drifted; })
+        .map(function (f) { return f.feature; });
+      (drift.drifted || []).forEach(function (f) { if (drifted.indexOf(f) < 0) drifted.push(f); });
+      Object.keys(drift.unknown_categories || {}).forEach(function (c) {
+        if ((drift.unknown_categories[c] || []).length) drifted.push("new " + label(c));
+      });
+      [String(r.created_at || "").slice(0, 10), r.master_version, r.model_version || "?", null,
+        (num(acc.wape) ? fmtPct.format(acc.wape) : "n/a") + " / " +
+          (num(acc.reference_wape) ? fmtPct.format(acc.reference_wape) : "n/a"),
+        acc.lift && num(acc.lift.ratio) ? acc.lift.ratio.toFixed(2) + "×" : "n/a",
+        drifted.join(", ") || "–"].forEach(function (v) {
+        var td = tr.insertCell();
+        if (v !== null) { td.textContent = v; return; }
+        var b = document.createElement("span");
+        b.className = "badge";
+        b.dataset.status = r.status || "";
+        b.textContent = label(r.status || "unknown");
+        td.appendChild(b);
+      });
+    });
+  }
+
   // ------------------------------------------------------------------ report link
 
   async function checkReport() {
@@ -861,6 +1127,7 @@
 
   async function start() {
     els.status.textContent = "connecting to the endpoint…";
+    loadHealth(); // on its own: the panel does not wait for the model server
     var meta = await loadVersion();
     var ok = await loadOptions(meta);
     checkReport();

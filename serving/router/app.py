@@ -13,21 +13,28 @@ when it changes, so a version swap drops no request. A request that finds the
 old server already gone is retried once against the new one. An endpoint file
 may list several servers of one version (``urls``, replicas): requests go to
 them in turn (round robin), as a Kubernetes Service spreads them over pods.
+
+With ``sink_url`` it is also the payload logger KServe's agent is on a
+cluster: every v1/v2 prediction answered 200 is posted, after the answer has
+gone, to the prediction sink (``payload_log.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import html
 import itertools
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -35,6 +42,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from autoroi.errors import AutoroiError
+from serving.router.health import health_route
+from serving.router.payload_log import Answered, PayloadLogger, request_id
 
 if TYPE_CHECKING:
     from autoroi.lake.storage import Lake
@@ -44,6 +53,7 @@ log = logging.getLogger(__name__)
 ENDPOINT_FILE = "endpoint.json"
 NO_MODEL = "no model version is deployed locally: approve one (autoroi approve VERSION --by NAME)"
 HOP_HEADERS = {"host", "content-length", "connection", "keep-alive", "transfer-encoding", "upgrade"}
+PREDICT_PATH = re.compile(r"^/(v1/models/[^/]+:predict|v2/models/[^/]+(/versions/[^/]+)?/infer)$")
 
 
 class Backend:
@@ -74,15 +84,34 @@ def build_app(
     static_dir: str | Path | None = None,
     timeout_s: float = 30.0,
     lake: Lake | None = None,
+    sink_url: str | None = None,
 ) -> Starlette:
     """``lake``: the registry's lake, for ``/report`` (and ``/options`` when
-    ``endpoint.json`` names no artifact)."""
+    ``endpoint.json`` names no artifact); ``sink_url``: the prediction sink
+    (``None``: predictions are not logged)."""
     backend = Backend(Path(state_dir))
     client = httpx.AsyncClient(timeout=timeout_s, limits=httpx.Limits(max_keepalive_connections=64))
+    payload_log = PayloadLogger(sink_url) if sink_url else None
     options_cache: dict[tuple[str, str], dict[str, Any]] = {}
     turn = itertools.count()
 
+    async def _log_answer(request: Request, body: bytes, answer: bytes, asked_at: dt.datetime) -> None:
+        """After the answer has gone: queue it for the prediction sink."""
+        assert payload_log is not None
+        payload_log.record(
+            Answered(
+                request_id(request.headers.get("ce-id")),
+                str(request.base_url),
+                request.headers.get("content-type"),
+                body,
+                answer,
+                asked_at,
+                dt.datetime.now(dt.UTC),
+            )
+        )
+
     async def forward(request: Request) -> Response:
+        asked_at = dt.datetime.now(dt.UTC)
         body = await request.body()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
         start = next(turn)
@@ -112,7 +141,16 @@ def build_app(
                 if k.lower() not in HOP_HEADERS | {"content-encoding"}
             }
             out["x-autoroi-model-version"] = str(doc.get("version"))
-            return Response(upstream.content, status_code=upstream.status_code, headers=out)
+            background = None
+            if (
+                payload_log is not None
+                and upstream.status_code == 200
+                and PREDICT_PATH.match(request.url.path)
+            ):
+                background = BackgroundTask(_log_answer, request, body, upstream.content, asked_at)
+            return Response(
+                upstream.content, status_code=upstream.status_code, headers=out, background=background
+            )
         raise AssertionError("unreachable")
 
     async def endpoint(request: Request) -> Response:
@@ -166,6 +204,7 @@ def build_app(
         Route("/endpoint", endpoint),
         Route("/options", options),
         Route("/report", report),
+        Route("/health", health_route(backend.current, lake)),
         Route("/v1/{path:path}", forward, methods=methods),
         Route("/v2/{path:path}", forward, methods=methods),
         Route("/v2", forward, methods=methods),
@@ -176,6 +215,8 @@ def build_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
+        if payload_log is not None:
+            await payload_log.aclose()
         await client.aclose()
 
     return Starlette(routes=routes, lifespan=lifespan)

@@ -36,9 +36,10 @@ REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
 CONTAINERS = REPO / "containers"
 OVERLAYS = ("dev", "prod")
-OPTIONAL_COMPONENTS = ("spark-on-kubernetes", "inferenceservice")
-# the renders the checks look at: the overlays as they are, and prod with
-# every optional component (Spark on Kubernetes, the declarative InferenceService)
+OPTIONAL_COMPONENTS = ("spark-on-kubernetes", "inferenceservice", "monitoring")
+# the renders the checks look at: the overlays as they are, and prod with every
+# optional component (Spark on Kubernetes, the declarative InferenceService,
+# the Prometheus monitors)
 RENDERS = (*OVERLAYS, "prod-all-components")
 SUPPRESSIONS = MANIFESTS / "security-suppressions.yaml"
 CHECKOV_PROJECT = Path(__file__).resolve().parent / "checkov"

@@ -27,6 +27,10 @@ from manifest_checks import (
 NAMESPACE = "autoroi"
 SECRETS_DIR = MANIFESTS / "secrets"
 CRON = "autoroi-ingest-schedule"
+SINK = "roi-prediction-sink"
+# the Prometheus Operator's kinds (components/monitoring): its CRDs are not in
+# this repository; test_the_monitors_select_the_model_server_and_the_sink checks them
+PROMETHEUS_GROUP = "monitoring.coreos.com/"
 
 
 def _objects(
@@ -65,8 +69,8 @@ def test_the_schema_validator_catches_mistakes() -> None:
 def test_every_object_matches_the_kubernetes_schema(rendered: dict[str, Any], name: str) -> None:
     errors = []
     for obj in rendered[name]:
-        if obj["kind"] == "InferenceService":
-            continue  # a custom resource: its CRD, below
+        if obj["kind"] == "InferenceService" or obj["apiVersion"].startswith(PROMETHEUS_GROUP):
+            continue  # custom resources: below
         errors += [f"{ident(obj)}: {e}" for e in k8s_schema_errors(obj)]
     assert not errors, f"against Kubernetes {K8S_VERSION}:\n" + "\n".join(errors)
 
@@ -255,6 +259,7 @@ def test_network_is_default_deny_plus_what_is_needed(rendered: dict[str, Any], n
         "schedule": {"app.kubernetes.io/name": "autoroi-ingest-schedule"},
         "predictor": {"serving.kserve.io/inferenceservice": "roi", "component": "predictor"},
         "pipeline pod": {"workflows.argoproj.io/workflow": "ingest-abc"},
+        "prediction sink": {"app.kubernetes.io/name": SINK},
     }
     for what, labels in workloads.items():
         own = [
@@ -368,3 +373,114 @@ def test_the_schedule_command_line_is_one_autoroi_accepts(rendered: dict[str, An
     assert ctx.params["pipeline"] == "ingest"
     assert ctx.params["in_cluster"] is True and ctx.params["host"].startswith("http")
     assert str(ctx.params["config_path"]) == "/etc/autoroi/autoroi.yaml"
+
+
+# --------------------------------------------------------------------------- prediction log
+
+
+def _allows(
+    pols: list[dict[str, Any]], direction: str, pod: dict[str, str], peer: dict[str, str], port: int
+) -> bool:
+    """Whether a policy of ``direction`` (ingress/egress) on pods labelled
+    ``pod`` lets them reach (or be reached by) pods of this namespace
+    labelled ``peer`` on ``port``."""
+    key, side = ("egress", "to") if direction == "egress" else ("ingress", "from")
+    for p in pols:
+        spec = p["spec"]
+        sel = spec["podSelector"].get("matchLabels") or {}
+        if any(pod.get(k) != v for k, v in sel.items()) or key not in spec:
+            continue
+        for rule in spec[key]:
+            ports = {x["port"] for x in rule.get("ports") or []}
+            peers = [  # pods of this namespace (a namespaceSelector names others)
+                x["podSelector"].get("matchLabels") or {}
+                for x in rule.get(side) or []
+                if "podSelector" in x and "namespaceSelector" not in x
+            ]
+            if port in ports and any(all(peer.get(k) == v for k, v in m.items()) for m in peers):
+                return True
+    return False
+
+
+@pytest.mark.parametrize("name", RENDERS)
+def test_the_prediction_sink_is_reachable_from_the_predictor_only(
+    rendered: dict[str, Any], name: str
+) -> None:
+    """KServe's agent (in the predictor's pods) reaches the sink's Service and
+    pods; the sink is one replica of the serving image with the lake's
+    curated-only credentials and the config file."""
+    objs = rendered[name]
+    svc = _one(objs, "Service", SINK)
+    dep = _one(objs, "Deployment", SINK)
+    pod = dep["spec"]["template"]
+    (c,) = pod["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    (sport,) = svc["spec"]["ports"]
+    assert sport["port"] == 80 and ports[sport["targetPort"]] == 8091
+    assert c["args"][c["args"].index("--port") + 1] == "8091"
+    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
+    assert c["command"][:3] == ["python", "-m", "serving.prediction_sink"]
+    assert c["image"].rsplit(":", 1)[0].endswith("/serving")
+    secrets = {e["valueFrom"]["secretKeyRef"]["name"] for e in c["env"] if "valueFrom" in e}
+    assert secrets == {"autoroi-lake-s3"}
+    config = c["args"][c["args"].index("--config") + 1]
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    cm = volumes[mounts[str(Path(config).parent)]]["configMap"]["name"]
+    assert cm.startswith("autoroi-config")
+    journal = c["args"][c["args"].index("--journal-dir") + 1]
+    assert "emptyDir" in volumes[mounts[journal]]
+    pols = _objects(rendered, name, "NetworkPolicy")
+    predictor = {"serving.kserve.io/inferenceservice": "roi", "component": "predictor"}
+    sink = pod["metadata"]["labels"]
+    assert _allows(pols, "egress", predictor, sink, 8091)
+    assert _allows(pols, "ingress", sink, predictor, 8091)
+    assert not _allows(pols, "ingress", sink, {"app.kubernetes.io/name": "autoroi-dashboard"}, 8091)
+
+
+def test_the_inference_service_logs_to_the_prediction_sink(
+    rendered: dict[str, Any], isvc_schema: dict[str, Any]
+) -> None:
+    """The declarative InferenceService's logger stanza (KServe's CRD checks
+    its fields above) names the sink's Service of this namespace."""
+    from urllib.parse import urlparse
+
+    objs = rendered["prod-all-components"]
+    (isvc,) = _objects(rendered, "prod-all-components", "InferenceService")
+    logger = isvc["spec"]["predictor"]["logger"]
+    assert logger["mode"] == "all"
+    url = urlparse(logger["url"])
+    assert url.scheme == "http" and url.port is None  # the Service's port 80
+    assert url.hostname == f"{SINK}.{NAMESPACE}.svc.cluster.local"
+    _one(objs, "Service", SINK)
+    assert not crd_schema_errors(isvc_schema, isvc)
+
+
+def test_the_monitors_select_the_model_server_and_the_sink(rendered: dict[str, Any]) -> None:
+    """components/monitoring: the PodMonitor selects the predictor's pods by
+    the labels KServe gives them and scrapes the port Knative names
+    ``user-port`` (the model server's 8080); the ServiceMonitor selects the
+    sink's Service and one of its named ports. Only there."""
+    objs = rendered["prod-all-components"]
+    assert not [o for n in OVERLAYS for o in rendered[n] if o["apiVersion"].startswith(PROMETHEUS_GROUP)]
+    pm = _one(objs, "PodMonitor", "roi-model-server")
+    assert pm["apiVersion"] == "monitoring.coreos.com/v1"
+    assert pm["spec"]["selector"]["matchLabels"] == {
+        "serving.kserve.io/inferenceservice": "roi",
+        "component": "predictor",
+    }
+    (ep,) = pm["spec"]["podMetricsEndpoints"]
+    assert (ep["port"], ep["path"]) == ("user-port", "/metrics")
+    (isvc,) = _objects(rendered, "prod-all-components", "InferenceService")
+    (c,) = isvc["spec"]["predictor"]["containers"]
+    assert [p["containerPort"] for p in c["ports"]] == [8080]
+    sm = _one(objs, "ServiceMonitor", SINK)
+    svc = _one(objs, "Service", SINK)
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    (sep,) = sm["spec"]["endpoints"]
+    assert sep["path"] == "/metrics" and sep["port"] in {p["name"] for p in svc["spec"]["ports"]}
+    for obj in (pm, sm):
+        spec = obj["spec"]
+        assert set(spec) <= {"selector", "podMetricsEndpoints", "endpoints"}, ident(obj)
+    scrape = {o["metadata"]["name"] for o in _objects(rendered, "prod-all-components", "NetworkPolicy")}
+    assert {"prometheus-scrape-model-server", "prometheus-scrape-prediction-sink"} <= scrape

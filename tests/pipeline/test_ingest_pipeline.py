@@ -169,7 +169,8 @@ def test_compile_is_deterministic_and_names_steps(tmp_path: Path):
         "Validate master table",
         "Scan outputs for PII",
         "Publish curated tables and master version",
-        "train-enabled",  # dsl.If(train_on_change) around dsl.If(master changed) around train
+        "Monitor deployed model (accuracy, lift, drift)",
+        "train-needed",  # dsl.If(the monitor's decision: new master or degraded model) around train
     }
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert images == {
@@ -180,6 +181,7 @@ def test_compile_is_deterministic_and_names_steps(tmp_path: Path):
         "master_version",
         "master_changed",
         "published",
+        "monitor",
     }
     assert spec["root"]["inputDefinitions"]["parameters"]["train_on_change"]["defaultValue"] is True
     assert json.dumps(spec).count("hunter2") == 0

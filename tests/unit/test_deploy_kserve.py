@@ -208,6 +208,64 @@ def test_an_inference_service_with_bad_scaling_is_not_built(opts: ServingOptions
         inference_service(V1, image=IMAGE, lake_uri=LAKE, options=opts)
 
 
+# --------------------------------------------------------------------------- the payload logger
+
+SINK = f"http://roi-prediction-sink.{NS}.svc.cluster.local"
+
+
+def test_the_payload_logger_stanza_matches_the_crd(isvc_schema: dict[str, Any]) -> None:
+    """KServe's logger (``predictor.logger``): every request and its answer to
+    the prediction sink; the CRD refuses a mode KServe does not have."""
+    obj = inference_service(
+        V1, image=IMAGE, lake_uri=LAKE, namespace=NS, options=ServingOptions(logger_url=SINK)
+    )
+    _validate(isvc_schema, obj)
+    assert obj["spec"]["predictor"]["logger"] == {"mode": "all", "url": SINK}
+    logger_schema = isvc_schema["properties"]["spec"]["properties"]["predictor"]["properties"]["logger"]
+    assert set(logger_schema["properties"]["mode"]["enum"]) == {"all", "request", "response"}
+    bad = copy.deepcopy(obj)
+    bad["spec"]["predictor"]["logger"] = {"mode": "everything", "uri": SINK}
+    errors = crd_schema_errors(isvc_schema, bad)
+    assert any("everything" in e for e in errors) and any("logger.uri" in e for e in errors)
+    assert "logger" not in inference_service(V1, image=IMAGE, lake_uri=LAKE)["spec"]["predictor"]
+    with pytest.raises(ConfigError, match="prediction sink"):
+        inference_service(V1, image=IMAGE, lake_uri=LAKE, options=ServingOptions(logger_url="sink:8091"))
+
+
+def test_the_logger_follows_the_monitoring_config(isvc_schema: dict[str, Any]) -> None:
+    from autoroi.config import load_config
+    from autoroi.deploy.targets import serving_options
+
+    def logger(**monitoring: Any) -> Any:
+        cfg = load_config(overrides={"serving": {"namespace": NS}, "monitoring": monitoring})
+        obj = inference_service(V1, image=IMAGE, lake_uri=LAKE, options=serving_options(cfg))
+        _validate(isvc_schema, obj)
+        return obj["spec"]["predictor"].get("logger")
+
+    assert logger() == {"mode": "all", "url": SINK}  # on by default: the sink's Service of the namespace
+    assert logger(sink_url="http://broker-ingress.knative-eventing.svc.cluster.local/autoroi/default") == {
+        "mode": "all",
+        "url": "http://broker-ingress.knative-eventing.svc.cluster.local/autoroi/default",
+    }
+    assert logger(log_predictions=False) is None
+
+
+def test_turning_the_logger_off_removes_it_from_the_live_resource(
+    cluster: FakeKServe, make_target: Callable[..., KServeTarget], isvc_schema: dict[str, Any]
+) -> None:
+    """A merge patch keeps what it does not name: the patch names the logger
+    as null when logging is off, so the next version is not logged."""
+    on = make_target(options=ServingOptions(logger_url=SINK))
+    assert _deploy(on, V1, Smoke(cluster)).promoted
+    assert cluster.objects[(NS, "roi")]["spec"]["predictor"]["logger"]["url"] == SINK
+    assert _deploy(make_target(), V2, Smoke(cluster)).promoted
+    start = cluster.patches()[0]
+    assert start["spec"]["predictor"]["logger"] is None
+    stored = {k: v for k, v in cluster.objects[(NS, "roi")].items() if k != "status"}
+    assert "logger" not in stored["spec"]["predictor"]
+    _validate(isvc_schema, stored)
+
+
 # --------------------------------------------------------------------------- a fake KServe
 
 

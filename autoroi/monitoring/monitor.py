@@ -1,0 +1,324 @@
+"""Judge the deployed model on the weeks observed since its training data:
+realized accuracy, the lift of the programs that ran, and input drift.
+
+The predictions judged are the ones a client would have been served for what
+actually happened: each new master row as its observed scenario, scored with
+the artifact's own context (what the model knew when it was trained). That
+needs no prediction log, so a cell nobody asked about is judged too.
+
+Three tests, each against the model's own yardstick rather than a fixed
+number, so a model that was always 20 % off is not flagged for being 20 % off:
+
+- **accuracy**: the units WAPE of the observed weeks against the backtest WAPE
+  the model was approved with;
+- **groups**: per region and per segment, realized over predicted units
+  relative to the same ratio over all rows (a region whose demand fell while
+  the others did not), judged only where the gap is several standard errors;
+- **lift**: per incentive type, the incremental units realized (actual units
+  less the predicted baseline, both on the level of the untreated rows) over
+  the incremental units predicted, relative to the same ratio in the model's
+  backtest (``lift_ratio``).
+
+Drift is the population stability index (PSI) of the market's own columns
+(units, dealers per cell) between the model's training weeks and the new ones,
+and categories the model has never seen (a new vehicle model). Incentive
+columns are not judged for drift: they are the analysts' decisions, and a
+change of plan is not a change of the market. PSI is a few lines of numpy with
+the usual reading (0.1 a shift, 0.25 a large one); a library for it (Evidently,
+NannyML) would add hundreds of megabytes to the components image for one
+statistic.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from autoroi.config import MonitoringConfig
+from autoroi.evaluation.metrics import lift_calibration
+from autoroi.model import features as F
+
+OK, DEGRADED, DRIFT, NO_DATA = "ok", "degraded", "drift", "no_data"
+STATUSES = (OK, DEGRADED, DRIFT, NO_DATA)
+DRIFT_COLUMNS = (F.UNITS, F.DEALER_COUNT)
+PSI_BINS = 10
+Z_GAP = 4.0  # standard errors a group's or a type's gap must exceed to count
+REFERENCE_WEEKS = 52
+
+
+@dataclass(frozen=True)
+class Judged:
+    """The observed rows the model could be scored on, and its predictions."""
+
+    rows: pd.DataFrame  # observed scenario columns, segment, units, predicted, baseline, treated
+    unknown: dict[str, list[str]]  # categories of new rows the model has never seen
+
+
+def observed_weeks(master: pd.DataFrame, trained_until: pd.Timestamp, max_weeks: int) -> pd.DataFrame:
+    """Master rows after the model's data and before the newest week (which
+    may still be filling: a batch of changes ends on any weekday), at most
+    the ``max_weeks`` latest."""
+    m = F.normalize_master(master)
+    weeks = pd.to_datetime(m[F.WEEK])
+    newest = weeks.max()
+    new = m[(weeks > trained_until) & (weeks < newest)]
+    keep = sorted(pd.to_datetime(new[F.WEEK]).unique())[-max_weeks:]
+    return new[pd.to_datetime(new[F.WEEK]).isin(keep)].reset_index(drop=True)
+
+
+def predict_observed(model: Any, rows: pd.DataFrame) -> Judged:
+    """Predicted units with the incentives that ran and without any (the
+    baseline), through the artifact's features and context."""
+    ctx = model.context
+    known_r, known_m = set(ctx[F.REGION].astype(str)), set(ctx[F.VEHICLE_MODEL].astype(str))
+    unknown = {
+        F.REGION: sorted(set(rows[F.REGION].astype(str)) - known_r),
+        F.VEHICLE_MODEL: sorted(set(rows[F.VEHICLE_MODEL].astype(str)) - known_m),
+    }
+    ok = rows[F.REGION].astype(str).isin(known_r) & rows[F.VEHICLE_MODEL].astype(str).isin(known_m)
+    rows = rows[ok].reset_index(drop=True)
+    out = pd.DataFrame(columns=[F.REGION, F.VEHICLE_MODEL, F.SEGMENT, F.WEEK, F.UNITS])
+    if len(rows):
+        feats = F.scenario_features(F.observed_scenarios(rows), ctx, model.spec)
+        scale = feats[F.CELL_SCALE].to_numpy(np.float64)
+        both = pd.concat([feats, F.without_incentive(feats)], ignore_index=True)
+        units = np.asarray(model.predict_features(both), np.float64)
+        n = len(feats)
+        out = pd.DataFrame(
+            {
+                F.REGION: rows[F.REGION].astype(str).to_numpy(),
+                F.VEHICLE_MODEL: rows[F.VEHICLE_MODEL].astype(str).to_numpy(),
+                F.SEGMENT: rows[F.SEGMENT].astype(str).to_numpy()
+                if F.SEGMENT in rows.columns
+                else feats[F.SEGMENT].astype(str).to_numpy(),
+                F.WEEK: pd.to_datetime(rows[F.WEEK]).dt.strftime("%Y-%m-%d").to_numpy(),
+                F.INCENTIVE_TYPE: feats[F.INCENTIVE_TYPE].astype(str).to_numpy(),
+                F.UNITS: rows[F.UNITS].to_numpy(np.float64),
+                "predicted": units[:n] * scale,
+                "baseline": units[n:] * scale,
+            }
+        )
+    out["treated"] = out.get(F.INCENTIVE_TYPE, pd.Series(dtype=str)) != F.NO_INCENTIVE
+    return Judged(out, {k: v for k, v in unknown.items() if v})
+
+
+def wape(actual: np.ndarray, predicted: np.ndarray) -> float:
+    total = float(np.sum(actual))
+    return float(np.sum(np.abs(actual - predicted)) / total) if total > 0 else math.nan
+
+
+def psi(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS) -> float:
+    """Population stability index over the reference's quantile bins."""
+    reference = reference[np.isfinite(reference)]
+    current = current[np.isfinite(current)]
+    if not len(reference) or not len(current):
+        return math.nan
+    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
+    ref = np.bincount(np.searchsorted(edges, reference, side="right"), minlength=len(edges) + 1)
+    cur = np.bincount(np.searchsorted(edges, current, side="right"), minlength=len(edges) + 1)
+    p = np.maximum(ref / ref.sum(), 1e-4)
+    q = np.maximum(cur / cur.sum(), 1e-4)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def _gap_z(actual: float, expected: float, n_rows: int, rel_sd: float) -> float:
+    """How many standard errors ``actual`` is from ``expected``: count noise
+    plus the model's own relative error per row (its backtest WAPE), which
+    does not average away within a group as fast as counts do."""
+    var = max(expected, 1.0) + (rel_sd * expected) ** 2 / max(n_rows, 1)
+    return abs(actual - expected) / math.sqrt(var)
+
+
+def _group_table(
+    rows: pd.DataFrame, by: list[str], level: float, cfg: MonitoringConfig, rel_sd: float
+) -> list[dict[str, Any]]:
+    out = []
+    for key, g in rows.groupby(by, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        a, p = float(g[F.UNITS].sum()), float(g["predicted"].sum())
+        expected = p * level
+        ratio = a / expected if expected > 0 else math.nan
+        z = _gap_z(a, expected, len(g), rel_sd)
+        flagged = bool(
+            a + expected >= 2 * cfg.min_group_units and abs(ratio - 1) > cfg.group_bias_max and z > Z_GAP
+        )
+        out.append(
+            {
+                **{b: str(k) for b, k in zip(by, key, strict=True)},
+                "wape": round(wape(g[F.UNITS].to_numpy(), g["predicted"].to_numpy() * level), 4),
+                "ratio": round(ratio, 4),
+                "z": round(z, 2),
+                "actual_units": round(a, 2),
+                "predicted_units": round(expected, 2),
+                "rows": len(g),
+                "flagged": flagged,
+            }
+        )
+    return out
+
+
+def _lift(
+    rows: pd.DataFrame, reference_lift: float | None, cfg: MonitoringConfig, rel_sd: float
+) -> dict[str, Any]:
+    """Per incentive type (the dominant one of a cell-week), realized over
+    predicted lift against the same figure of the model's backtest."""
+    treated = rows["treated"].to_numpy()
+    ref = reference_lift if reference_lift and math.isfinite(reference_lift) and reference_lift > 0 else 1.0
+    by_type: list[dict[str, Any]] = []
+    for t, g in rows[rows["treated"]].groupby(F.INCENTIVE_TYPE, sort=True):
+        # each type's rows against the untreated ones, for the level
+        part = pd.concat([g, rows[~treated]])
+        c = lift_calibration(part[F.UNITS], part["predicted"], part["baseline"], part["treated"])
+        ratio = c["lift_ratio"] / ref
+        z = _gap_z(float(g[F.UNITS].sum()), c["level"] * float(g["predicted"].sum()), len(g), rel_sd)
+        lo, hi = cfg.lift_ratio_range
+        flagged = bool(
+            c["predicted_incremental"] >= cfg.min_program_units and not lo <= ratio <= hi and z > Z_GAP
+        )
+        by_type.append(
+            {
+                F.INCENTIVE_TYPE: str(t),
+                "cells": len(g),
+                "predicted_incremental_units": round(c["predicted_incremental"], 2),
+                "realized_incremental_units": round(c["realized_incremental"], 2),
+                "ratio": round(ratio, 4),
+                "z": round(z, 2),
+                "flagged": flagged,
+            }
+        )
+    pooled = lift_calibration(rows[F.UNITS], rows["predicted"], rows["baseline"], treated)
+    return {
+        "cells": int(treated.sum()),
+        "predicted_incremental_units": round(pooled["predicted_incremental"], 2),
+        "realized_incremental_units": round(pooled["realized_incremental"], 2),
+        "ratio": round(pooled["lift_ratio"] / ref, 4) if math.isfinite(pooled["lift_ratio"]) else None,
+        "reference_ratio": round(ref, 4),
+        "flagged": any(r["flagged"] for r in by_type),
+        "by_type": by_type,
+    }
+
+
+def _level(rows: pd.DataFrame, cfg: MonitoringConfig) -> float:
+    """Realized over predicted units of the untreated rows (all rows when too
+    few are untreated): the yardstick groups and lifts are read against."""
+    untreated = rows[~rows["treated"]]
+    base = untreated if untreated[F.UNITS].sum() >= cfg.min_group_units else rows
+    return float(base[F.UNITS].sum() / max(base["predicted"].sum(), 1e-9))
+
+
+def drift_report(
+    reference: pd.DataFrame, current: pd.DataFrame, unknown: dict[str, list[str]], threshold: float
+) -> dict[str, Any]:
+    feats = []
+    for c in DRIFT_COLUMNS:
+        if c in reference.columns and c in current.columns:
+            v = psi(reference[c].to_numpy(np.float64), current[c].to_numpy(np.float64))
+            feats.append({"feature": c, "value": round(v, 4), "drifted": bool(v > threshold)})
+    drifted = [f["feature"] for f in feats if f["drifted"]]
+    drifted += [f"{k}: {', '.join(v)}" for k, v in unknown.items()]
+    return {
+        "statistic": "psi",
+        "threshold": threshold,
+        "features": feats,
+        "unknown_categories": unknown,
+        "drifted": drifted,
+    }
+
+
+def judge(
+    model: Any,
+    master: pd.DataFrame,
+    reference: pd.DataFrame,
+    *,
+    reference_wape: float,
+    reference_lift: float | None = None,
+    cfg: MonitoringConfig,
+) -> dict[str, Any]:
+    """The monitor's figures and status for ``master`` (the new master table)
+    against ``model`` trained on ``reference`` (its master table)."""
+    ref = F.normalize_master(reference)
+    trained_until = pd.to_datetime(ref[F.WEEK]).max()
+    rows = observed_weeks(master, trained_until, cfg.max_weeks)
+    judged = predict_observed(model, rows)
+    r = judged.rows
+    ref_weeks = sorted(pd.to_datetime(ref[F.WEEK]).unique())[-REFERENCE_WEEKS:]
+    ref_rows = ref[pd.to_datetime(ref[F.WEEK]).isin(ref_weeks)]
+    drift = drift_report(ref_rows, rows, judged.unknown, cfg.drift_threshold)
+    reasons: list[str] = []
+    if r.empty:
+        status = DRIFT if drift["drifted"] else NO_DATA
+        if drift["drifted"]:
+            reasons.append(f"drift: {'; '.join(drift['drifted'])}")
+        return {"status": status, "reasons": reasons, "accuracy": {"weeks": 0, "rows": 0}, "drift": drift}
+
+    actual, pred = r[F.UNITS].to_numpy(), r["predicted"].to_numpy()
+    level = _level(r, cfg)
+    rel_sd = max(reference_wape, 0.05) * math.sqrt(math.pi / 2)  # WAPE ~ mean |error| ~ sd sqrt(2/pi)
+    overall = wape(actual, pred)
+    ratio = overall / reference_wape if reference_wape > 0 else math.nan
+    by_week = [
+        {
+            F.WEEK: str(w),
+            "wape": round(wape(g[F.UNITS].to_numpy(), g["predicted"].to_numpy()), 4),
+            "actual_units": round(float(g[F.UNITS].sum()), 2),
+            "predicted_units": round(float(g["predicted"].sum()), 2),
+            "rows": len(g),
+        }
+        for w, g in r.groupby(F.WEEK, sort=True)
+    ]
+    # groups over the window, and over its latest week alone (a change that
+    # just began is diluted by the weeks before it), each against its own
+    # level: a week when every region sold more is the accuracy test's, not
+    # a region's
+    latest = r[r[F.WEEK] == r[F.WEEK].max()]
+    groups = []
+    for frame, window in ((r, "all"), (latest, "latest")):
+        own = level if window == "all" else _level(frame, cfg)
+        for by in (F.REGION, F.SEGMENT):
+            groups += [{**g, "window": window} for g in _group_table(frame, [by], own, cfg, rel_sd)]
+    lift = _lift(r, reference_lift, cfg, rel_sd)
+
+    if ratio > cfg.wape_ratio_max:
+        reasons.append(
+            f"units WAPE {overall:.3f} is {ratio:.2f}x the backtest's {reference_wape:.3f}"
+            f" (limit {cfg.wape_ratio_max:g}x)"
+        )
+    for g in groups:
+        if g["flagged"]:
+            name = g.get(F.REGION) or g.get(F.SEGMENT)
+            when = "in the latest week" if g["window"] == "latest" else "over the observed weeks"
+            reasons.append(
+                f"{name}: realized units {g['ratio']:.2f}x the predicted {when} ({g['actual_units']:.0f}"
+                f" vs {g['predicted_units']:.0f}, {g['z']:.1f} standard errors)"
+            )
+    for t in lift["by_type"]:
+        if t["flagged"]:
+            reasons.append(
+                f"{t[F.INCENTIVE_TYPE]}: realized lift {t['ratio']:.2f}x the predicted, relative to the"
+                f" backtest ({t['realized_incremental_units']:.0f} vs {t['predicted_incremental_units']:.0f}"
+                " units)"
+            )
+    degraded = bool(reasons)
+    if drift["drifted"]:
+        reasons.append(f"drift: {'; '.join(drift['drifted'])}")
+    status = DEGRADED if degraded else DRIFT if drift["drifted"] else OK
+    return {
+        "status": status,
+        "reasons": reasons,
+        "accuracy": {
+            "weeks": len(by_week),
+            "rows": len(r),
+            "wape": round(overall, 4),
+            "reference_wape": round(reference_wape, 4),
+            "ratio": round(ratio, 4),
+            "level": round(level, 4),
+            "by_week": by_week,
+            "by_group": groups,
+            "lift": lift,
+        },
+        "drift": drift,
+    }
