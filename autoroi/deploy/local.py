@@ -300,6 +300,7 @@ def _tail(path: Path, lines: int = 20) -> str:
 ROUTER_PID_FILE = "router.json"
 SINK_PID_FILE = "prediction-sink.json"
 SINK_DIR = "prediction-sink"  # the local sink's write-ahead journal
+PORT_WAIT_S = 3.0
 
 
 def _start_detached(
@@ -359,6 +360,9 @@ def start_sink(
     if existing and pid_alive(existing.get("pid")):
         return existing
     previous = urllib.parse.urlparse(str((existing or {}).get("url") or "")).port
+    deadline = time.monotonic() + PORT_WAIT_S
+    while previous and not port_free(host, previous) and time.monotonic() < deadline:
+        time.sleep(0.1)  # a killed sink's socket can outlive it for a moment
     if previous and port_free(host, previous):
         port = previous
     elif not port_free(host, port):

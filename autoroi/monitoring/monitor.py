@@ -13,7 +13,9 @@ number, so a model that was always 20 % off is not flagged for being 20 % off:
   the model was approved with;
 - **groups**: per region and per segment, realized over predicted units
   relative to the same ratio over all rows (a region whose demand fell while
-  the others did not), judged only where the gap is several standard errors;
+  the others did not), over the observed weeks, in the latest week, and as the
+  latest week's change against the weeks before it; judged only where the gap
+  is several standard errors;
 - **lift**: per incentive type, the incremental units realized (actual units
   less the predicted baseline, both on the level of the untreated rows) over
   the incremental units predicted, relative to the same ratio in the model's
@@ -47,6 +49,7 @@ STATUSES = (OK, DEGRADED, DRIFT, NO_DATA)
 DRIFT_COLUMNS = (F.UNITS, F.DEALER_COUNT)
 PSI_BINS = 10
 Z_GAP = 4.0  # standard errors a group's or a type's gap must exceed to count
+MIN_PRIOR_WEEKS = 2  # observed weeks before the latest that a change is read against
 REFERENCE_WEEKS = 52
 
 
@@ -155,6 +158,53 @@ def _group_table(
                 "actual_units": round(a, 2),
                 "predicted_units": round(expected, 2),
                 "rows": len(g),
+                "flagged": flagged,
+            }
+        )
+    return out
+
+
+def _changes(rows: pd.DataFrame, by: str, cfg: MonitoringConfig) -> list[dict[str, Any]]:
+    """Per group, its realized-over-predicted units in the latest week against
+    the weeks before it, each week read against that week's own level: a
+    model's lasting error in a group cancels, and what is left is what just
+    changed. The spread beyond counting noise comes from the earlier weeks."""
+    weeks = sorted(rows[F.WEEK].unique())
+    if len(weeks) < 1 + MIN_PRIOR_WEEKS:
+        return []
+    sums = rows.groupby([F.WEEK, by], sort=True)[[F.UNITS, "predicted"]].sum()
+    week_sums = rows.groupby(F.WEEK, sort=True)[[F.UNITS, "predicted"]].sum()
+    level = (week_sums[F.UNITS] / week_sums["predicted"].clip(lower=1e-9)).rename("level")
+    g = sums.reset_index().merge(level.reset_index(), on=F.WEEK)
+    g["rel"] = np.log((g[F.UNITS] + 0.5) / (g["predicted"] * g["level"] + 0.5))
+    g["noise"] = 1.0 / (g[F.UNITS] + 0.5)
+    prior, latest = g[g[F.WEEK] != weeks[-1]], g[g[F.WEEK] == weeks[-1]].set_index(by)
+    dev = prior["rel"] - prior.groupby(by)["rel"].transform("mean")
+    counts = prior.groupby(by)["rel"].transform("size")
+    total_var = float((dev**2 * counts / (counts - 1).clip(lower=1)).mean())
+    excess = max(0.0, total_var - float(prior["noise"].mean()))
+    out = []
+    for name, p in prior.groupby(by, sort=True):
+        if name not in latest.index:
+            continue
+        now = latest.loc[name]
+        change = float(now["rel"] - p["rel"].mean())
+        n = len(p)
+        z = abs(change) / math.sqrt(excess * (1 + 1 / n) + float(now["noise"]) + float(p["noise"].mean()) / n)
+        flagged = bool(
+            now[F.UNITS] + now["predicted"] * now["level"] >= 2 * cfg.min_group_units
+            and abs(math.expm1(change)) > cfg.group_bias_max
+            and z > Z_GAP
+        )
+        out.append(
+            {
+                by: str(name),
+                "window": "change",
+                "ratio": round(math.exp(change), 4),
+                "z": round(z, 2),
+                "actual_units": round(float(now[F.UNITS]), 2),
+                "predicted_units": round(float(now["predicted"] * now["level"]), 2),
+                "prior_weeks": n,
                 "flagged": flagged,
             }
         )
@@ -280,7 +330,12 @@ def judge(
         own = level if window == "all" else _level(frame, cfg)
         for by in (F.REGION, F.SEGMENT):
             groups += [{**g, "window": window} for g in _group_table(frame, [by], own, cfg, rel_sd)]
+    for by in (F.REGION, F.SEGMENT):
+        groups += _changes(r, by, cfg)
     lift = _lift(r, reference_lift, cfg, rel_sd)
+    lift_latest = _lift(latest, reference_lift, cfg, rel_sd)
+    lift["latest_by_type"] = lift_latest["by_type"]
+    lift["flagged"] = bool(lift["flagged"] or lift_latest["flagged"])
 
     if ratio > cfg.wape_ratio_max:
         reasons.append(
@@ -290,12 +345,15 @@ def judge(
     for g in groups:
         if g["flagged"]:
             name = g.get(F.REGION) or g.get(F.SEGMENT)
-            when = "in the latest week" if g["window"] == "latest" else "over the observed weeks"
+            when = {
+                "latest": "in the latest week",
+                "change": "in the latest week, against the weeks before",
+            }.get(g["window"], "over the observed weeks")
             reasons.append(
                 f"{name}: realized units {g['ratio']:.2f}x the predicted {when} ({g['actual_units']:.0f}"
                 f" vs {g['predicted_units']:.0f}, {g['z']:.1f} standard errors)"
             )
-    for t in lift["by_type"]:
+    for t in lift["by_type"] + lift["latest_by_type"]:
         if t["flagged"]:
             reasons.append(
                 f"{t[F.INCENTIVE_TYPE]}: realized lift {t['ratio']:.2f}x the predicted, relative to the"

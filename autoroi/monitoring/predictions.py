@@ -41,7 +41,6 @@ import binascii
 import datetime as dt
 import json
 import logging
-import math
 import os
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
@@ -82,6 +81,7 @@ EXTENSIONS: Mapping[str, str] = {
 BAD_EVENT = 400
 UNPROCESSABLE = 422  # a well-formed event that contradicts its pair
 
+SCENARIO_KEYS = frozenset(FIELDS)
 V1_REQUEST_KEYS = frozenset({"instances"})
 V1_RESPONSE_KEYS = frozenset({"predictions", "model_name", MODEL_VERSION})
 V1_PREDICTION_KEYS = frozenset({*FIELDS, *OUTPUTS, MODEL_VERSION})
@@ -268,6 +268,8 @@ class Checked:
 
 
 def _unknown(doc: Mapping[str, Any], known: frozenset[str], prefix: str, what: str) -> None:
+    if known.issuperset(doc.keys()):
+        return
     extra = sorted(str(k) for k in doc if k not in known)
     if extra:
         raise EventError(member(prefix, extra[0]), f"unknown field; {what} holds {', '.join(sorted(known))}")
@@ -292,8 +294,10 @@ def _parameters(value: Any, where: str) -> None:
 
 def _flat(data: Any, where: str) -> list[Any]:
     """A tensor's data, flat: ``[a, b]`` or ``[[a], [b]]`` (shape [n] or [n, 1])."""
+    if not any(isinstance(item, list) for item in _array(data, where)):
+        return list(data)
     out: list[Any] = []
-    for item in _array(data, where):
+    for item in data:
         if isinstance(item, list):
             out.extend(item)
         else:
@@ -333,8 +337,9 @@ def check_event(event: Event) -> Checked:
             _unknown(doc, V1_REQUEST_KEYS, "data", "a v1 request")
             instances = _array(doc["instances"], "data.instances")
             for i, inst in enumerate(instances):
-                at = f"data.instances[{i}]"
-                _unknown(_object(inst, at), frozenset(FIELDS), at, "a scenario")
+                if not isinstance(inst, Mapping) or not SCENARIO_KEYS.issuperset(inst.keys()):
+                    at = f"data.instances[{i}]"
+                    _unknown(_object(inst, at), SCENARIO_KEYS, at, "a scenario")
             return Checked("v1", len(instances), {})
         if "inputs" in doc:
             _unknown(doc, V2_REQUEST_KEYS, "data", "a v2 request")
@@ -351,13 +356,11 @@ def check_event(event: Event) -> Checked:
     if "predictions" in doc:
         _unknown(doc, V1_RESPONSE_KEYS, "data", "a v1 answer")
         preds = _array(doc["predictions"], "data.predictions")
-        columns: dict[str, list[Any]] = {c: [] for c in (*FIELDS, *OUTPUTS, MODEL_VERSION)}
         for i, p in enumerate(preds):
-            at = f"data.predictions[{i}]"
-            p = _object(p, at)
-            _unknown(p, V1_PREDICTION_KEYS, at, "a prediction")
-            for c, values in columns.items():
-                values.append(p.get(c))
+            if not isinstance(p, Mapping) or not V1_PREDICTION_KEYS.issuperset(p.keys()):
+                at = f"data.predictions[{i}]"
+                _unknown(_object(p, at), V1_PREDICTION_KEYS, at, "a prediction")
+        columns = {c: [p.get(c) for p in preds] for c in (*FIELDS, *OUTPUTS, MODEL_VERSION)}
         return Checked("v1", len(preds), columns, _opt_text(doc, "model_name"), _opt_text(doc, MODEL_VERSION))
     if "outputs" in doc:
         _unknown(doc, V2_RESPONSE_KEYS, "data", "a v2 answer")
@@ -380,35 +383,50 @@ def _opt_text(doc: Mapping[str, Any], key: str) -> str | None:
 
 # --------------------------------------------------------------------------- rows
 
-
-def _text(value: Any, where: str) -> str:
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", errors="replace")
-    if not isinstance(value, str):
-        raise EventError(where, "must be a string", UNPROCESSABLE)
-    return value
+_NUMBER_TYPES = frozenset({float, int})
+_TEXT_TYPES = frozenset({str})
 
 
-def _number(value: Any, where: str, nullable: bool) -> float | None:
-    if value is None and nullable:
+def _first_bad(column: list[Any], ok: frozenset[type], nullable: bool) -> int | None:
+    """The index of the first value whose type is not in ``ok`` (``None``
+    allowed when ``nullable``); ``None`` when there is none. One pass over
+    the types first: the values of an answer almost always pass."""
+    types = {type(v) for v in column}
+    if types <= ok or (nullable and types <= ok | {type(None)}):
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise EventError(where, "must be a number" + (" or null" if nullable else ""), UNPROCESSABLE)
-    v = float(value)
-    return v if math.isfinite(v) else None
+    return next(i for i, v in enumerate(column) if type(v) not in ok and not (nullable and v is None))
 
 
-def _day(value: Any, where: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(_text(value, where))
-    except ValueError as e:
-        raise EventError(where, "must be a date YYYY-MM-DD", UNPROCESSABLE) from e
+def _checked(column: list[Any], name: str, nullable: bool, at: Any) -> list[Any]:
+    """``column`` of the schema's field ``name``, its values' types checked
+    (a week is turned into a date); a bad one refuses the event, named by
+    ``at(index)``."""
+    ftype = SCHEMA.field(name).type
+    if pa.types.is_floating(ftype):
+        bad = _first_bad(column, _NUMBER_TYPES, nullable)
+        if bad is not None:
+            raise EventError(at(bad), "must be a number" + (" or null" if nullable else ""), UNPROCESSABLE)
+        return column
+    bad = _first_bad(column, _TEXT_TYPES, nullable)
+    if bad is not None:
+        raise EventError(at(bad), "must be a string" + (" or null" if nullable else ""), UNPROCESSABLE)
+    if not pa.types.is_date(ftype):
+        return column
+    days: dict[str, dt.date] = {}
+    for i, v in enumerate(column):
+        if v not in days:
+            try:
+                days[v] = dt.date.fromisoformat(v)
+            except ValueError as e:
+                raise EventError(at(i), "must be a date YYYY-MM-DD", UNPROCESSABLE) from e
+    return [days[v] for v in column]
 
 
 def pair_rows(
     request: Event, asked: Checked, response: Event, answered: Checked, logged_at: dt.datetime
 ) -> dict[str, list[Any]]:
-    """The rows (columns of :data:`SCHEMA`) of one answered request."""
+    """The rows (columns of :data:`SCHEMA`) of one answered request; a value
+    the contract does not allow refuses the event, naming it (422)."""
     if asked.protocol != answered.protocol:
         raise EventError(
             "data",
@@ -426,55 +444,47 @@ def pair_rows(
         if len(column) != n:
             raise EventError(f"{where}.{name}", f"holds {len(column)} values, not {n}", UNPROCESSABLE)
 
-    def at(name: str, i: int) -> str:
+    def at(name: str) -> Any:
         if answered.protocol == "v1":
-            return f"data.predictions[{i}].{name}"
+            return lambda i: f"data.predictions[{i}].{name}"
         side = "data.outputs" if name in OUTPUTS else "request data.inputs"
-        return f"{side}.{name}[{i}]"
+        return lambda i: f"{side}.{name}[{i}]"
 
-    answered_at = response.time or logged_at
+    model_version = answered.model_version
+    if answered.protocol == "v1" and model_version is None:  # then each prediction may name it
+        versions = set(answered.columns.get(MODEL_VERSION) or [None])
+        model_version = versions.pop() if len(versions) == 1 else None
     out: dict[str, list[Any]] = {
         "request_id": [request.id] * n,
         "row": list(range(n)),
         "requested_at": [request.time] * n,
-        "answered_at": [answered_at] * n,
+        "answered_at": [response.time or logged_at] * n,
         "logged_at": [logged_at] * n,
         **{col: [response.extensions.get(attr)] * n for attr, col in EXTENSIONS.items()},
         "model_name": [answered.model_name] * n,
-        "model_version": [answered.model_version] * n,
+        "model_version": [model_version] * n,
         "protocol": [answered.protocol] * n,
     }
-    if answered.protocol == "v1" and answered.model_version is None:  # then each prediction names it
-        out["model_version"] = list(answered.columns.get(MODEL_VERSION, [None] * n))
     for f in FIELDS:
         if f not in values:
             raise EventError(f"data.{f}", "missing from the request and the answer", UNPROCESSABLE)
-        column = values[f]
-        if f == F.WEEK:
-            out[f] = [_day(v, at(f, i)) for i, v in enumerate(column)]
-        elif f == F.INCENTIVE_AMOUNT:
-            out[f] = [_number(v, at(f, i), nullable=False) for i, v in enumerate(column)]
-        else:
-            out[f] = [_text(v, at(f, i)) for i, v in enumerate(column)]
-    for o in OUTPUTS:
-        if o not in values:  # a v2 request that asked for fewer outputs
-            out[o] = [None] * n
-            continue
-        column = values[o]
-        if o in NUMBER_OUTPUTS:
-            out[o] = [_number(v, at(o, i), nullable=True) for i, v in enumerate(column)]
-        else:
-            out[o] = [None if v is None else _text(v, at(o, i)) for i, v in enumerate(column)]
+        out[f] = _checked(values[f], f, False, at(f))
+    for o in OUTPUTS:  # an output a v2 request did not ask for is null
+        out[o] = _checked(values[o], o, True, at(o)) if o in values else [None] * n
     return out
 
 
 def to_table(parts: Iterable[Mapping[str, list[Any]]]) -> pa.Table:
-    """Rows of several answered requests as one table of :data:`SCHEMA`."""
+    """Rows of several answered requests as one table of :data:`SCHEMA`
+    (a number that is not finite is null)."""
     columns: dict[str, list[Any]] = {c: [] for c in COLUMNS}
     for part in parts:
         for c in COLUMNS:
             columns[c].extend(part[c])
-    return pa.table(columns, schema=SCHEMA)
+    return pa.table(
+        [pa.array(columns[f.name], f.type, from_pandas=True) for f in SCHEMA],  # NaN -> null
+        schema=SCHEMA,
+    )
 
 
 # --------------------------------------------------------------------------- files

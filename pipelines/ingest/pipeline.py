@@ -116,7 +116,13 @@ def build_pipeline(cfg: AutoroiConfig) -> Any:
         monitor.set_display_name("Monitor deployed model (accuracy, lift, drift)")
         monitor.set_caching_options(False)  # judges whichever version is deployed now
 
-        with dsl.If(monitor.outputs["train"] == True, name="train-needed"):  # noqa: E712 (a pipeline condition)
+        # kfp.local resolves a condition on a task's output only inside a sub-DAG
+        # (a top-level one reads as false); the outer condition, on a parameter
+        # every run has, makes one. On a cluster it is always true.
+        with (
+            dsl.If(lake_uri != "", name="lake-given"),
+            dsl.If(monitor.outputs["train"] == True, name="train-needed"),  # noqa: E712 (a pipeline condition)
+        ):
             train = train_pipeline(
                 lake_uri=lake_uri,
                 config_json=config_json,

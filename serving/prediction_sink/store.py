@@ -24,6 +24,12 @@ request never came is named in a warning. A request event without data (a
 ``GET`` of metadata or health that passed the agent) is not a prediction: it
 is acknowledged and not kept, nor is the answer to it.
 
+Delivery is at least once: a sender whose POST the sink journaled but could
+not answer (killed in between) sends it again. An event identical to one this
+process has already taken or replayed (same id, type, time and data length)
+is acknowledged and not kept twice; the last :data:`SEEN_EVENTS` are
+remembered.
+
 One sink per journal: the pairing needs both events of a request in the same
 process (one replica on a cluster).
 """
@@ -70,6 +76,7 @@ log = logging.getLogger(__name__)
 JOURNAL = "journal.jsonl"
 RETRY_MAX_S = 60.0
 IGNORED_IDS = 10_000  # ids of data-less requests remembered, so that their answers are not kept either
+SEEN_EVENTS = 200_000
 
 
 class Metrics:
@@ -122,6 +129,11 @@ def _type(event: Event) -> str:
     return "request" if event.is_request else "response"
 
 
+def _key(event: Event) -> tuple[str, str, str, int]:
+    """What tells a delivery of the same event again from another event."""
+    return (event.id, event.type, event.time.isoformat() if event.time else "", len(event.data))
+
+
 class PredictionStore:
     """The journal, the pairing and the batches (module docstring)."""
 
@@ -150,6 +162,7 @@ class PredictionStore:
         self._answered: deque[Answered] = deque()
         self._answered_rows = 0
         self._ignored: OrderedDict[str, None] = OrderedDict()
+        self._seen: OrderedDict[tuple[str, str, str, int], None] = OrderedDict()
         self._swept: set[str] = set()
         self._stale = False  # the journal holds events no longer waiting (expired): rewrite it
         self._io = asyncio.Lock()  # journal writes, with the memory changes they make durable
@@ -198,11 +211,18 @@ class PredictionStore:
         accepted, else the error that refused it (the others are still kept)."""
         results: list[EventError | None] = []
         todo: list[tuple[Event, Checked]] = []
+        keys = set()
         for event in events:
             if self._ignore(event):
                 self.metrics.events.labels(_type(event), "ignored").inc()
                 results.append(None)
                 continue
+            key = _key(event)
+            if key in self._seen or key in keys:  # delivered again: already kept
+                self.metrics.events.labels(_type(event), "duplicate").inc()
+                results.append(None)
+                continue
+            keys.add(key)
             try:
                 checked = check_event(event)
                 self._check_pair(event, checked)
@@ -223,9 +243,15 @@ class PredictionStore:
                     lines.append((self._seq, _line(doc)))
                 await run_in_threadpool(self._append, [line for _, line in lines])
                 for (event, checked), (seq, line) in zip(todo, lines, strict=True):
+                    self._remember(event)
                     self._apply(seq, event, checked, logged_at, line)
                     self.metrics.events.labels(_type(event), "accepted").inc()
         return results
+
+    def _remember(self, event: Event) -> None:
+        self._seen[_key(event)] = None
+        while len(self._seen) > SEEN_EVENTS:
+            self._seen.popitem(last=False)
 
     def _ignore(self, event: Event) -> bool:
         if event.data.strip():
@@ -247,7 +273,9 @@ class PredictionStore:
             self._rows(event, checked, mate.event, mate.checked, dt.datetime.now(dt.UTC))
 
     @staticmethod
-    def _rows(a: Event, a_checked: Checked, b: Event, b_checked: Checked, logged_at: dt.datetime) -> Any:
+    def _rows(
+        a: Event, a_checked: Checked, b: Event, b_checked: Checked, logged_at: dt.datetime
+    ) -> dict[str, list[Any]]:
         if a.is_request:
             return pair_rows(a, a_checked, b, b_checked, logged_at)
         return pair_rows(b, b_checked, a, a_checked, logged_at)
@@ -273,7 +301,8 @@ class PredictionStore:
             self._stale = True
             return
         n = len(rows["row"])
-        day = rows["answered_at"][0].astimezone(dt.UTC).date() if n else logged_at.date()
+        answered_at = (event if not event.is_request else mate.event).time or logged_at
+        day = answered_at.astimezone(dt.UTC).date()
         first = not self._answered
         self._answered.append(Answered((mate.seq, seq), (mate.line, line), rows, day, n, time.monotonic()))
         self._answered_rows += n
@@ -338,10 +367,11 @@ class PredictionStore:
         for rec in sorted(events, key=lambda r: int(r["seq"])):
             seq = int(rec["seq"])
             self._seq = max(self._seq, seq)
-            if seq in done:
-                continue
             try:
                 event = event_from_json(rec["event"])
+                self._remember(event)  # a sender may deliver it again
+                if seq in done:
+                    continue
                 checked = check_event(event)
                 logged_at = dt.datetime.fromisoformat(str(rec["at"]))
             except (EventError, KeyError, ValueError) as e:

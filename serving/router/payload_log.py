@@ -8,8 +8,9 @@ agent would send (``org.kubeflow.serving.inference.request`` and
 UUID, and KServe's extension attributes; see
 ``autoroi.monitoring.predictions``). A background task posts the queue to the
 prediction sink in batches (``application/cloudevents-batch+json``, up to
-:data:`BATCH_EVENTS` events per POST): the answer never waits for the sink,
-and one POST carries many events, so logging costs each request the queueing
+:data:`BATCH_EVENTS` events per POST, gathered for :data:`LINGER_S` after the
+first): the answer never waits for the sink, and one POST carries the events
+of many requests, so logging costs each request little more than the queueing
 of two references.
 
 When the sink is down or answers 5xx the events stay queued and the post is
@@ -45,6 +46,7 @@ from autoroi.monitoring.predictions import (
 log = logging.getLogger(__name__)
 
 BATCH_EVENTS = 512
+LINGER_S = 0.2  # a batch gathers this long: a few POSTs a second whatever the request rate
 BATCH_BYTES = 8 * 1024 * 1024
 MAX_BYTES = 64 * 1024 * 1024
 BACKOFF_S = (0.1, 5.0)
@@ -93,6 +95,7 @@ class PayloadLogger:
         self._ready = asyncio.Event()
         self._client = httpx.AsyncClient(timeout=timeout_s)
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self.sent = 0  # answered requests the sink took
         self.dropped = 0  # not logged: the queue was full
         self.refused = 0  # events the sink refused
@@ -164,6 +167,8 @@ class PayloadLogger:
             if not self._queue:
                 self._ready.clear()
                 await self._ready.wait()
+                if not self._closing:
+                    await asyncio.sleep(LINGER_S)
             batch = self._batch()
             if await self._post(batch):
                 for _ in batch:
@@ -175,6 +180,7 @@ class PayloadLogger:
 
     async def aclose(self, drain_s: float = 5.0) -> None:
         """Post what is queued (for at most ``drain_s``), then stop."""
+        self._closing = True
         deadline = time.monotonic() + drain_s
         while (
             self._queue and self._task is not None and not self._task.done() and time.monotonic() < deadline

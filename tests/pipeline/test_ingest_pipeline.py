@@ -170,7 +170,7 @@ def test_compile_is_deterministic_and_names_steps(tmp_path: Path):
         "Scan outputs for PII",
         "Publish curated tables and master version",
         "Monitor deployed model (accuracy, lift, drift)",
-        "train-needed",  # dsl.If(the monitor's decision: new master or degraded model) around train
+        "lake-given",  # dsl.If(lake_uri) around dsl.If(the monitor says train) around train
     }
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert images == {

@@ -305,6 +305,42 @@ def test_a_crash_between_a_file_and_the_journal_rewrite_writes_nothing_twice(
     assert ids == ["after-file0", "after-file1", "before-file0", "before-file1"]
 
 
+def test_an_event_delivered_again_is_kept_once(tmp_path: Path) -> None:
+    """At-least-once delivery: a sender that did not see the 200 (the sink
+    died after the journal, before the answer) sends again; the rows are
+    written once, before and after the restart, before and after the file."""
+    lake = open_lake(str(tmp_path / "lake"))
+    journal = tmp_path / "journal"
+    req, resp = pair("again", scenarios(2))
+
+    async def first() -> None:
+        store = PredictionStore(lake, journal, batch_rows=100, flush_s=60)
+        await store.start()
+        assert await store.accept([req, resp]) == [None, None]
+        assert await store.accept([resp, req]) == [None, None]
+        assert store.stats()["buffered_rows"] == 2
+        assert store._task is not None
+        store._task.cancel()  # killed: no close
+        with contextlib.suppress(asyncio.CancelledError):
+            await store._task
+        store._file.close()
+
+    async def second() -> None:
+        store = PredictionStore(lake, journal, batch_rows=100, flush_s=60)
+        await store.start()
+        assert await store.accept([req, resp]) == [None, None]  # replayed: known
+        assert await store.flush(everything=True)
+        assert await store.accept([resp]) == [None]  # written: still known
+        assert store.stats() == {"unpaired": 0, "buffered_rows": 0, "rows_written": 2, "files_written": 1}
+        samples = {s.labels["outcome"]: s.value for m in store.metrics.registry.collect() for s in m.samples}
+        assert samples["duplicate"] >= 1
+        await store.close()
+
+    asyncio.run(first())
+    asyncio.run(second())
+    assert read_predictions(lake).column("request_id").to_pylist() == ["again", "again"]
+
+
 # --------------------------------------------------------------------------- the local endpoint
 
 
