@@ -530,7 +530,9 @@ class MonitoringConfig(_Section):
         50.0, ge=0, description="region x segment groups with fewer realized units are not judged alone"
     )
     lift_ratio_range: tuple[float, float] = Field(
-        (0.5, 2.0), description="degraded: realized over predicted lift of programs that ran falls outside"
+        (0.6, 1.6),
+        description="degraded: a type's realized over predicted lift, against its backtest's or its own"
+        " earlier weeks', falls outside (by several standard errors)",
     )
     min_program_units: float = Field(
         20.0, ge=0, description="predicted incremental units below which the lift ratio is not judged"

@@ -133,7 +133,14 @@ def first_model(work: Path, url: str, seed: int, sales_rows: int) -> str:
 
 def row(kind: str, step: int, record: dict[str, Any], shock: str | None = None) -> dict[str, Any]:
     acc = record.get("accuracy") or {}
+    tests = [(g.get("region") or g.get("segment"), g["window"], g["z"]) for g in acc.get("by_group", [])] + [
+        (t["incentive_type"], w, t.get(k))
+        for t in (acc.get("lift") or {}).get("by_type", [])
+        for w, k in (("lift", "z"), ("lift change", "change_z"))
+        if t.get(k) is not None
+    ]
     return {
+        "largest_z": sorted(tests, key=lambda x: -x[2])[:3],
         "kind": kind,
         "step": step,
         "status": record["status"],
@@ -162,11 +169,11 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
         rows.append(row("ordinary", k, rec))
         log(f"seed {seed} ordinary {k}: {rec['status']} {rec.get('reasons')}")
         if k == args.snapshot_after:
-            shutil.copytree(work, args.work_dir / f"{seed}-snapshot")
+            shutil.copytree(work, args.work_dir / f"{seed}-snapshot", symlinks=True)
     for shock in SHOCKS:
         branch = args.work_dir / f"{seed}-{shock}"
         shutil.rmtree(branch, ignore_errors=True)
-        shutil.copytree(args.work_dir / f"{seed}-snapshot", branch)
+        shutil.copytree(args.work_dir / f"{seed}-snapshot", branch, symlinks=True)
         b_url = f"sqlite:///{branch / 'dms.sqlite'}"
         b_cfg = config(branch, b_url, train=False)
         said = mutate(b_url, seed * 100 + 50, shock)

@@ -290,7 +290,10 @@ def start_router(work: Path, state_dir: Path, sink_url: str | None = None, name:
 
 
 def sink_command(lake: Path, journal: Path, port: int) -> list[str]:
-    """The prediction sink with the config's defaults (500 rows, 5 s)."""
+    """The prediction sink as ``autoroi.deploy.local.start_sink`` runs it
+    (niced), with the config's defaults (500 rows, 5 s)."""
+    from autoroi.deploy.local import SINK_NICE
+
     return [
         sys.executable,
         "-m",
@@ -301,6 +304,8 @@ def sink_command(lake: Path, journal: Path, port: int) -> list[str]:
         str(journal),
         "--port",
         str(port),
+        "--nice",
+        str(SINK_NICE),
     ]
 
 
@@ -404,6 +409,7 @@ def run_prediction_log(
     state.mkdir(parents=True)
     servers: list[Server] = []
     parts: dict[tuple[str, str, int], list[Measurement]] = {}
+    cpu: dict[tuple[str, str, int], dict[str, float]] = {}  # CPU seconds of each process, requests, per cell
     try:
         roi = start_roi("roi", model_dir, work, server_core, quiet, "on")
         servers.append(roi)
@@ -426,7 +432,17 @@ def run_prediction_log(
             for proto, batch in LOG_CELLS:
                 bodies = bodies_for(pool, proto, batch)
                 for label, router in (("off", off), ("on", on)) if r % 2 == 0 else (("on", on), ("off", off)):
+                    pids = {
+                        "server": roi.process.pid,
+                        "router": router.process.pid,
+                        "sink": servers[1].process.pid,
+                    }
+                    before = {k: proc_cpu_s(pid) for k, pid in pids.items()}
                     m = measure(router, proto, batch, 1, bodies, seconds, warm_s)
+                    used = cpu.setdefault((label, proto, batch), dict.fromkeys([*pids, "requests"], 0.0))
+                    for k, pid in pids.items():
+                        used[k] += proc_cpu_s(pid) - before[k]
+                    used["requests"] += m.rps * (m.wall_s + warm_s)  # the warm-up's too (same rate)
                     m.server = f"logging {label}"
                     parts.setdefault((label, proto, batch), []).append(m)
                     log(
@@ -443,7 +459,15 @@ def run_prediction_log(
     finally:
         for server in servers:
             server.stop()
-    return {"results": results, "measured_logged": logged, "measured_answered_on": answered, "loss": loss}
+    return {
+        "results": results,
+        "cpu_us": {
+            k: {p: 1e6 * c[p] / c["requests"] for p in ("server", "router", "sink")} for k, c in cpu.items()
+        },
+        "measured_logged": logged,
+        "measured_answered_on": answered,
+        "loss": loss,
+    }
 
 
 def count_logged(lake: Path) -> dict[str, int]:
@@ -560,6 +584,30 @@ def render_prediction_log(out: dict[str, Any], info: dict[str, Any], setup: dict
     head = ["proto", "batch", "p50 off", "p50 on", "ratio", "p95 off", "p95 on", "ratio", "requests off/on"]
     lines.append(table([*head, "errors", "others' cores"], rows))
     lines.append("latency in ms, client-side; ratio: logging on over off")
+    lines.append("")
+    cpu_rows = []
+    for proto, batch in LOG_CELLS:
+        off, on = out["cpu_us"][("off", proto, batch)], out["cpu_us"][("on", proto, batch)]
+        cpu_rows.append(
+            [proto, str(batch)]
+            + [f"{c[p]:,.0f}" for c in (off, on) for p in ("server", "router")]
+            + [f"{on['sink']:,.0f}", f"{on['router'] + on['sink'] - off['router']:,.0f}"]
+        )
+    head = [
+        "proto",
+        "batch",
+        "server off",
+        "router off",
+        "server on",
+        "router on",
+        "sink on",
+        "logging costs",
+    ]
+    lines.append(table(head, cpu_rows))
+    lines.append(
+        "CPU microseconds per request (warm-up included); logging costs: the logging endpoint's and the"
+        " sink's CPU less the plain endpoint's"
+    )
     lines.append(
         f"rows the sink wrote for the logged measurements: {out['measured_logged']['rows']:,}"
         f" of {out['measured_logged']['requests']:,} requests ({out['measured_answered_on']:,} answered with"

@@ -301,6 +301,7 @@ ROUTER_PID_FILE = "router.json"
 SINK_PID_FILE = "prediction-sink.json"
 SINK_DIR = "prediction-sink"  # the local sink's write-ahead journal
 PORT_WAIT_S = 3.0
+SINK_NICE = 10  # the logger yields the CPU to the endpoint and the model servers on this machine
 
 
 def _start_detached(
@@ -377,7 +378,7 @@ def start_sink(
         "--lake",
         lake_uri,
     ]
-    cmd += ["--host", host, "--port", str(port)]
+    cmd += ["--host", host, "--port", str(port), "--nice", str(SINK_NICE)]
     if batch_rows is not None:
         cmd += ["--batch-rows", str(batch_rows)]
     if flush_s is not None:

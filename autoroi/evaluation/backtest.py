@@ -206,11 +206,7 @@ def backtest(
         m = units_metrics(predictions[F.UNITS], predictions[name])
         # truth-free: the weeks where programs start or end, within each fold's test weeks
         m.update(program_steps_pooled(predictions, name))
-        treated = predictions[F.INCENTIVE_TYPE].astype(str) != F.NO_INCENTIVE
-        lift = lift_calibration(
-            predictions[F.UNITS], predictions[name], predictions[name + BASELINE_SUFFIX], treated
-        )
-        m["lift_ratio"] = lift["lift_ratio"]
+        m.update(lift_ratios(predictions, name))
         if not roi_rows.empty:
             r = roi_rows[roi_rows["model"] == name]
             m.update(roi_metrics(r[TRUTH_ROI], r["roi"]))
@@ -221,6 +217,24 @@ def backtest(
 
 
 BASELINE_SUFFIX = "_baseline"  # a model's units of the same test rows without any incentive
+
+
+def lift_ratios(predictions: pd.DataFrame, name: str) -> dict[str, float]:
+    """``lift_ratio`` (every treated test row) and ``lift_ratio_<type>`` (the
+    rows a type dominated), each against the untreated rows' level: the
+    monitor reads a deployed model's realized lifts against these."""
+    kind = predictions[F.INCENTIVE_TYPE].astype(str)
+    treated = kind != F.NO_INCENTIVE
+    cols = (predictions[F.UNITS], predictions[name], predictions[name + BASELINE_SUFFIX])
+    out = {"lift_ratio": lift_calibration(*cols, treated)["lift_ratio"]}
+    for t in sorted(set(kind[treated])):
+        part = predictions[(kind == t) | ~treated]
+        ratio = lift_calibration(
+            part[F.UNITS], part[name], part[name + BASELINE_SUFFIX], part[F.INCENTIVE_TYPE].astype(str) == t
+        )["lift_ratio"]
+        if math.isfinite(ratio):
+            out[f"lift_ratio_{t}"] = ratio
+    return out
 
 
 def program_steps_pooled(predictions: pd.DataFrame, name: str) -> dict[str, float]:

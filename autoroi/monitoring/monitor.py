@@ -11,11 +11,11 @@ number, so a model that was always 20 % off is not flagged for being 20 % off:
 
 - **accuracy**: the units WAPE of the observed weeks against the backtest WAPE
   the model was approved with;
-- **groups**: per region and per segment, realized over predicted units
-  relative to the same ratio over all rows (a region whose demand fell while
-  the others did not), over the observed weeks, in the latest week, and as the
-  latest week's change against the weeks before it; judged only where the gap
-  is several standard errors;
+- **groups**: per region and per segment, realized over predicted units in
+  the latest one and two weeks against the weeks before them, each week read
+  against its own level: a region whose demand just fell stands out, while a
+  lasting error of the model in a region (its backtest had it too) does not;
+  judged only beyond several standard errors;
 - **lift**: per incentive type, the incremental units realized (actual units
   less the predicted baseline, both on the level of the untreated rows) over
   the incremental units predicted, relative to the same ratio in the model's
@@ -34,6 +34,7 @@ statistic.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,15 +63,17 @@ class Judged:
 
 
 def observed_weeks(master: pd.DataFrame, trained_until: pd.Timestamp, max_weeks: int) -> pd.DataFrame:
-    """Master rows after the model's data and before the newest week (which
-    may still be filling: a batch of changes ends on any weekday), at most
-    the ``max_weeks`` latest."""
+    """Master rows after the model's data, at most the ``max_weeks`` latest
+    complete weeks and the newest week, which may still be filling (a batch of
+    changes ends on any weekday); ``complete`` tells them apart."""
     m = F.normalize_master(master)
     weeks = pd.to_datetime(m[F.WEEK])
     newest = weeks.max()
-    new = m[(weeks > trained_until) & (weeks < newest)]
-    keep = sorted(pd.to_datetime(new[F.WEEK]).unique())[-max_weeks:]
-    return new[pd.to_datetime(new[F.WEEK]).isin(keep)].reset_index(drop=True)
+    new = m[weeks > trained_until]
+    keep = sorted(pd.to_datetime(new[F.WEEK]).unique())[-(max_weeks + 1) :]
+    out = new[pd.to_datetime(new[F.WEEK]).isin(keep)].reset_index(drop=True)
+    out["complete"] = (pd.to_datetime(out[F.WEEK]) < newest).to_numpy()
+    return out
 
 
 def predict_observed(model: Any, rows: pd.DataFrame) -> Judged:
@@ -103,6 +106,7 @@ def predict_observed(model: Any, rows: pd.DataFrame) -> Judged:
                 F.UNITS: rows[F.UNITS].to_numpy(np.float64),
                 "predicted": units[:n] * scale,
                 "baseline": units[n:] * scale,
+                "complete": rows["complete"].to_numpy(bool) if "complete" in rows.columns else True,
             }
         )
     out["treated"] = out.get(F.INCENTIVE_TYPE, pd.Series(dtype=str)) != F.NO_INCENTIVE
@@ -136,49 +140,27 @@ def _gap_z(actual: float, expected: float, n_rows: int, rel_sd: float) -> float:
     return abs(actual - expected) / math.sqrt(var)
 
 
-def _group_table(
-    rows: pd.DataFrame, by: list[str], level: float, cfg: MonitoringConfig, rel_sd: float
-) -> list[dict[str, Any]]:
-    out = []
-    for key, g in rows.groupby(by, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        a, p = float(g[F.UNITS].sum()), float(g["predicted"].sum())
-        expected = p * level
-        ratio = a / expected if expected > 0 else math.nan
-        z = _gap_z(a, expected, len(g), rel_sd)
-        flagged = bool(
-            a + expected >= 2 * cfg.min_group_units and abs(ratio - 1) > cfg.group_bias_max and z > Z_GAP
-        )
-        out.append(
-            {
-                **{b: str(k) for b, k in zip(by, key, strict=True)},
-                "wape": round(wape(g[F.UNITS].to_numpy(), g["predicted"].to_numpy() * level), 4),
-                "ratio": round(ratio, 4),
-                "z": round(z, 2),
-                "actual_units": round(a, 2),
-                "predicted_units": round(expected, 2),
-                "rows": len(g),
-                "flagged": flagged,
-            }
-        )
-    return out
-
-
-def _changes(rows: pd.DataFrame, by: str, cfg: MonitoringConfig) -> list[dict[str, Any]]:
-    """Per group, its realized-over-predicted units in the latest week against
-    the weeks before it, each week read against that week's own level: a
-    model's lasting error in a group cancels, and what is left is what just
-    changed. The spread beyond counting noise comes from the earlier weeks."""
+def group_changes(rows: pd.DataFrame, by: str, cfg: MonitoringConfig, span: int = 1) -> list[dict[str, Any]]:
+    """Per group, its realized-over-predicted units in the latest ``span``
+    weeks against the weeks before them, each week read against that week's
+    own level (so a week still filling, short on every group alike, counts
+    too): a model's lasting error in a group cancels, and what is left is what
+    just changed. The spread beyond counting noise comes from the earlier weeks."""
     weeks = sorted(rows[F.WEEK].unique())
-    if len(weeks) < 1 + MIN_PRIOR_WEEKS:
+    if len(weeks) < span + MIN_PRIOR_WEEKS:
         return []
+    recent = set(weeks[-span:])
     sums = rows.groupby([F.WEEK, by], sort=True)[[F.UNITS, "predicted"]].sum()
     week_sums = rows.groupby(F.WEEK, sort=True)[[F.UNITS, "predicted"]].sum()
     level = (week_sums[F.UNITS] / week_sums["predicted"].clip(lower=1e-9)).rename("level")
     g = sums.reset_index().merge(level.reset_index(), on=F.WEEK)
     g["rel"] = np.log((g[F.UNITS] + 0.5) / (g["predicted"] * g["level"] + 0.5))
     g["noise"] = 1.0 / (g[F.UNITS] + 0.5)
-    prior, latest = g[g[F.WEEK] != weeks[-1]], g[g[F.WEEK] == weeks[-1]].set_index(by)
+    g["expected"] = g["predicted"] * g["level"]
+    prior = g[~g[F.WEEK].isin(recent)]
+    latest = g[g[F.WEEK].isin(recent)].groupby(by)[[F.UNITS, "expected"]].sum()
+    latest["rel"] = np.log((latest[F.UNITS] + 0.5) / (latest["expected"] + 0.5))
+    latest["noise"] = 1.0 / (latest[F.UNITS] + 0.5)
     dev = prior["rel"] - prior.groupby(by)["rel"].transform("mean")
     counts = prior.groupby(by)["rel"].transform("size")
     total_var = float((dev**2 * counts / (counts - 1).clip(lower=1)).mean())
@@ -187,23 +169,24 @@ def _changes(rows: pd.DataFrame, by: str, cfg: MonitoringConfig) -> list[dict[st
     for name, p in prior.groupby(by, sort=True):
         if name not in latest.index:
             continue
-        now = latest.loc[name]
-        change = float(now["rel"] - p["rel"].mean())
+        now = {c: float(latest[c].loc[name]) for c in (F.UNITS, "expected", "rel", "noise")}
+        change = now["rel"] - float(p["rel"].mean())
         n = len(p)
-        z = abs(change) / math.sqrt(excess * (1 + 1 / n) + float(now["noise"]) + float(p["noise"].mean()) / n)
+        var = excess * (1 / span + 1 / n) + now["noise"] + float(p["noise"].mean()) / n
+        z = abs(change) / math.sqrt(var)
         flagged = bool(
-            now[F.UNITS] + now["predicted"] * now["level"] >= 2 * cfg.min_group_units
+            now[F.UNITS] + now["expected"] >= 2 * cfg.min_group_units
             and abs(math.expm1(change)) > cfg.group_bias_max
             and z > Z_GAP
         )
         out.append(
             {
                 by: str(name),
-                "window": "change",
+                "window": f"change_{span}",
                 "ratio": round(math.exp(change), 4),
                 "z": round(z, 2),
-                "actual_units": round(float(now[F.UNITS]), 2),
-                "predicted_units": round(float(now["predicted"] * now["level"]), 2),
+                "actual_units": round(now[F.UNITS], 2),
+                "predicted_units": round(now["expected"], 2),
                 "prior_weeks": n,
                 "flagged": flagged,
             }
@@ -211,44 +194,132 @@ def _changes(rows: pd.DataFrame, by: str, cfg: MonitoringConfig) -> list[dict[st
     return out
 
 
+def _reference(references: Mapping[str, Any], key: str) -> float:
+    v = references.get(key)
+    return float(v) if isinstance(v, int | float) and math.isfinite(v) and v > 0 else math.nan
+
+
+def _calibration(treated: pd.DataFrame, untreated: pd.DataFrame) -> dict[str, float]:
+    both = pd.concat([treated, untreated])
+    return lift_calibration(both[F.UNITS], both["predicted"], both["baseline"], both["treated"])
+
+
 def _lift(
-    rows: pd.DataFrame, reference_lift: float | None, cfg: MonitoringConfig, rel_sd: float
+    rows: pd.DataFrame, references: Mapping[str, Any], cfg: MonitoringConfig, rel_sd: float
 ) -> dict[str, Any]:
     """Per incentive type (the dominant one of a cell-week), realized over
-    predicted lift against the same figure of the model's backtest."""
+    predicted lift, read two ways:
+
+    - against the type's figure in the model's backtest (``lift_ratio_<type>``):
+      a model that always got one type's lift wrong by the same factor is read
+      against that factor; a type the backtest never saw run has no yardstick
+      there and is reported, not judged;
+    - the latest one and two weeks against the observed weeks before them
+      (:func:`_lift_change`)."""
     treated = rows["treated"].to_numpy()
-    ref = reference_lift if reference_lift and math.isfinite(reference_lift) and reference_lift > 0 else 1.0
+    untreated = rows[~treated]
+    lo, hi = cfg.lift_ratio_range
     by_type: list[dict[str, Any]] = []
-    for t, g in rows[rows["treated"]].groupby(F.INCENTIVE_TYPE, sort=True):
-        # each type's rows against the untreated ones, for the level
-        part = pd.concat([g, rows[~treated]])
-        c = lift_calibration(part[F.UNITS], part["predicted"], part["baseline"], part["treated"])
-        ratio = c["lift_ratio"] / ref
+    for t, g in rows[treated].groupby(F.INCENTIVE_TYPE, sort=True):
+        c = _calibration(g, untreated)
+        ref = _reference(references, f"lift_ratio_{t}")
+        judged = (
+            math.isfinite(ref)
+            and c["predicted_incremental"] >= cfg.min_program_units
+            and float(untreated[F.UNITS].sum()) >= cfg.min_group_units  # a level to read the lift on
+        )
+        ratio = c["lift_ratio"] / ref if math.isfinite(ref) else c["lift_ratio"]
         z = _gap_z(float(g[F.UNITS].sum()), c["level"] * float(g["predicted"].sum()), len(g), rel_sd)
-        lo, hi = cfg.lift_ratio_range
-        flagged = bool(
-            c["predicted_incremental"] >= cfg.min_program_units and not lo <= ratio <= hi and z > Z_GAP
-        )
-        by_type.append(
-            {
-                F.INCENTIVE_TYPE: str(t),
-                "cells": len(g),
-                "predicted_incremental_units": round(c["predicted_incremental"], 2),
-                "realized_incremental_units": round(c["realized_incremental"], 2),
-                "ratio": round(ratio, 4),
-                "z": round(z, 2),
-                "flagged": flagged,
-            }
-        )
+        entry: dict[str, Any] = {
+            F.INCENTIVE_TYPE: str(t),
+            "cells": len(g),
+            "predicted_incremental_units": round(c["predicted_incremental"], 2),
+            "realized_incremental_units": round(c["realized_incremental"], 2),
+            "ratio": round(ratio, 4),
+            "reference_ratio": round(ref, 4) if math.isfinite(ref) else None,
+            "z": round(z, 2),
+            "flagged": bool(judged and not lo <= ratio <= hi and z > Z_GAP),
+        }
+        for span in (1, 2):
+            change = _lift_change(g, untreated, span, cfg)
+            if change is not None:
+                entry[f"change_{span}"] = change
+        by_type.append(entry)
     pooled = lift_calibration(rows[F.UNITS], rows["predicted"], rows["baseline"], treated)
+    pooled_ref = _reference(references, "lift_ratio")
     return {
         "cells": int(treated.sum()),
         "predicted_incremental_units": round(pooled["predicted_incremental"], 2),
         "realized_incremental_units": round(pooled["realized_incremental"], 2),
-        "ratio": round(pooled["lift_ratio"] / ref, 4) if math.isfinite(pooled["lift_ratio"]) else None,
-        "reference_ratio": round(ref, 4),
-        "flagged": any(r["flagged"] for r in by_type),
+        "ratio": round(pooled["lift_ratio"] / (pooled_ref if math.isfinite(pooled_ref) else 1.0), 4)
+        if math.isfinite(pooled["lift_ratio"])
+        else None,
+        "reference_ratio": round(pooled_ref, 4) if math.isfinite(pooled_ref) else None,
+        "flagged": any(
+            r["flagged"] or any(r.get(f"change_{n}", {}).get("flagged", False) for n in (1, 2))
+            for r in by_type
+        ),
         "by_type": by_type,
+    }
+
+
+def _lift_change(
+    g: pd.DataFrame, untreated: pd.DataFrame, span: int, cfg: MonitoringConfig
+) -> dict[str, Any] | None:
+    """One type's realized lift in the latest ``span`` weeks against the
+    weeks before, in the cells where it ran in both (a new program of the type
+    elsewhere is not a change). Each row's baseline is read on the level of
+    the untreated rows of its segment and week, so a seasonal swing of one
+    segment that the model missed is not taken for a change of lift. The gap
+    is what the latest weeks' units would be had the ratio stayed, in standard
+    errors of the cells' own spread around that in the weeks before (at least
+    counting noise)."""
+    weeks = sorted(g[F.WEEK].unique())
+    if len(weeks) < span + 1:
+        return None
+    recent = set(weeks[-span:])
+    cells = [F.REGION, F.VEHICLE_MODEL]
+    both = (
+        g[g[F.WEEK].isin(recent)][cells]
+        .drop_duplicates()
+        .merge(g[~g[F.WEEK].isin(recent)][cells].drop_duplicates(), on=cells)
+    )
+    rows = g.merge(both, on=cells)
+    if rows.empty:
+        return None
+    key = [F.WEEK, F.SEGMENT]
+    u = untreated.groupby(key)[[F.UNITS, "predicted"]].sum()
+    w = untreated.groupby(F.WEEK)[[F.UNITS, "predicted"]].sum()
+    seg_level = (u[F.UNITS] / u["predicted"].clip(lower=1e-9)).where(u[F.UNITS] >= cfg.min_group_units / 5)
+    week_level = (w[F.UNITS] / w["predicted"].clip(lower=1e-9)).where(w[F.UNITS] >= cfg.min_group_units)
+    joined = rows.join(seg_level.rename("lvl"), on=key)["lvl"]
+    lvl = joined.fillna(rows[F.WEEK].map(week_level)).to_numpy(np.float64)
+    # a week with no untreated rows to read the level on cannot tell lift
+    # from level (a broad program that runs everywhere): not judged
+    known = np.isfinite(lvl)
+    rows, lvl = rows[known], lvl[known]
+    a, p, b = (rows[c].to_numpy(np.float64) for c in (F.UNITS, "predicted", "baseline"))
+    now = rows[F.WEEK].isin(recent).to_numpy()
+    if not now.any() or now.all():
+        return None
+
+    def ratio(m: np.ndarray) -> float:
+        predicted = float((lvl[m] * (p[m] - b[m])).sum())
+        return float((a[m] - lvl[m] * b[m]).sum()) / predicted if predicted > 0 else math.nan
+
+    before_ratio = ratio(~now)
+    if not (float((lvl[~now] * (p[~now] - b[~now])).sum()) >= cfg.min_program_units and before_ratio > 0):
+        return None
+    expected = lvl * (b + before_ratio * (p - b))
+    dispersion = max(1.0, float(((a[~now] - expected[~now]) ** 2).sum() / max(expected[~now].sum(), 1.0)))
+    z = abs(float(a[now].sum() - expected[now].sum())) / math.sqrt(dispersion * max(expected[now].sum(), 1.0))
+    change = ratio(now) / before_ratio
+    lo, hi = cfg.lift_ratio_range
+    return {
+        "ratio": round(change, 4),
+        "z": round(z, 2),
+        "cells": len(both),
+        "flagged": bool(not lo <= change <= hi and z > Z_GAP),
     }
 
 
@@ -285,11 +356,13 @@ def judge(
     reference: pd.DataFrame,
     *,
     reference_wape: float,
-    reference_lift: float | None = None,
+    reference_lifts: Mapping[str, Any] | None = None,
     cfg: MonitoringConfig,
 ) -> dict[str, Any]:
     """The monitor's figures and status for ``master`` (the new master table)
-    against ``model`` trained on ``reference`` (its master table)."""
+    against ``model`` trained on ``reference`` (its master table);
+    ``reference_wape`` and ``reference_lifts`` (``lift_ratio``,
+    ``lift_ratio_<type>``) are its backtest's."""
     ref = F.normalize_master(reference)
     trained_until = pd.to_datetime(ref[F.WEEK]).max()
     rows = observed_weeks(master, trained_until, cfg.max_weeks)
@@ -305,7 +378,8 @@ def judge(
             reasons.append(f"drift: {'; '.join(drift['drifted'])}")
         return {"status": status, "reasons": reasons, "accuracy": {"weeks": 0, "rows": 0}, "drift": drift}
 
-    actual, pred = r[F.UNITS].to_numpy(), r["predicted"].to_numpy()
+    full = r[r["complete"]]  # accuracy: complete weeks only
+    actual, pred = full[F.UNITS].to_numpy(), full["predicted"].to_numpy()
     level = _level(r, cfg)
     rel_sd = max(reference_wape, 0.05) * math.sqrt(math.pi / 2)  # WAPE ~ mean |error| ~ sd sqrt(2/pi)
     overall = wape(actual, pred)
@@ -318,24 +392,17 @@ def judge(
             "predicted_units": round(float(g["predicted"].sum()), 2),
             "rows": len(g),
         }
-        for w, g in r.groupby(F.WEEK, sort=True)
+        for w, g in full.groupby(F.WEEK, sort=True)
     ]
-    # groups over the window, and over its latest week alone (a change that
-    # just began is diluted by the weeks before it), each against its own
-    # level: a week when every region sold more is the accuracy test's, not
-    # a region's
-    latest = r[r[F.WEEK] == r[F.WEEK].max()]
-    groups = []
-    for frame, window in ((r, "all"), (latest, "latest")):
-        own = level if window == "all" else _level(frame, cfg)
-        for by in (F.REGION, F.SEGMENT):
-            groups += [{**g, "window": window} for g in _group_table(frame, [by], own, cfg, rel_sd)]
-    for by in (F.REGION, F.SEGMENT):
-        groups += _changes(r, by, cfg)
-    lift = _lift(r, reference_lift, cfg, rel_sd)
-    lift_latest = _lift(latest, reference_lift, cfg, rel_sd)
-    lift["latest_by_type"] = lift_latest["by_type"]
-    lift["flagged"] = bool(lift["flagged"] or lift_latest["flagged"])
+    # groups: what changed in the latest one and two weeks against the weeks
+    # before (a model's lasting error in a region, which its backtest had
+    # too, is not news); on base demand only (a model's error on one type's
+    # lift is the lift test's, and would otherwise show up where it ran)
+    plain = r[~r["treated"]]
+    groups = [
+        g for by in (F.REGION, F.SEGMENT) for span in (1, 2) for g in group_changes(plain, by, cfg, span)
+    ]
+    lift = _lift(r, reference_lifts or {}, cfg, rel_sd)
 
     if ratio > cfg.wape_ratio_max:
         reasons.append(
@@ -347,19 +414,28 @@ def judge(
             name = g.get(F.REGION) or g.get(F.SEGMENT)
             when = {
                 "latest": "in the latest week",
-                "change": "in the latest week, against the weeks before",
+                "change_1": "in the latest week, against the weeks before",
+                "change_2": "in the latest two weeks, against the weeks before",
             }.get(g["window"], "over the observed weeks")
             reasons.append(
                 f"{name}: realized units {g['ratio']:.2f}x the predicted {when} ({g['actual_units']:.0f}"
                 f" vs {g['predicted_units']:.0f}, {g['z']:.1f} standard errors)"
             )
-    for t in lift["by_type"] + lift["latest_by_type"]:
+    for t in lift["by_type"]:
+        name = t[F.INCENTIVE_TYPE]
         if t["flagged"]:
             reasons.append(
-                f"{t[F.INCENTIVE_TYPE]}: realized lift {t['ratio']:.2f}x the predicted, relative to the"
-                f" backtest ({t['realized_incremental_units']:.0f} vs {t['predicted_incremental_units']:.0f}"
-                " units)"
+                f"{name}: realized lift {t['ratio']:.2f}x the predicted, relative to the backtest"
+                f" ({t['realized_incremental_units']:.0f} vs {t['predicted_incremental_units']:.0f} units)"
             )
+        for n in (1, 2):
+            c = t.get(f"change_{n}") or {}
+            if c.get("flagged"):
+                weeks = "week" if n == 1 else "two weeks"
+                reasons.append(
+                    f"{name}: realized lift in the latest {weeks} {c['ratio']:.2f}x that of the weeks before,"
+                    f" same cells ({c['z']:.1f} standard errors)"
+                )
     degraded = bool(reasons)
     if drift["drifted"]:
         reasons.append(f"drift: {'; '.join(drift['drifted'])}")
@@ -369,7 +445,7 @@ def judge(
         "reasons": reasons,
         "accuracy": {
             "weeks": len(by_week),
-            "rows": len(r),
+            "rows": len(full),
             "wape": round(overall, 4),
             "reference_wape": round(reference_wape, 4),
             "ratio": round(ratio, 4),

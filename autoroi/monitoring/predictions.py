@@ -40,10 +40,9 @@ import base64
 import binascii
 import datetime as dt
 import json
-import logging
 import os
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,8 +58,6 @@ from autoroi.lake.storage import Lake, fsync_dir
 from autoroi.model import features as F
 from autoroi.serving.outputs import MODEL_VERSION, NUMBER_OUTPUTS, OUTPUTS
 from autoroi.serving.validation import FIELDS, member
-
-log = logging.getLogger(__name__)
 
 PREDICTIONS_ZONE = "predictions"
 MODEL_NAME = "roi"
@@ -153,8 +150,8 @@ class Event:
     def is_request(self) -> bool:
         return self.type == REQUEST
 
-    def to_json(self) -> dict[str, Any]:
-        """The CloudEvents JSON format (structured mode), data as ``data_base64``."""
+    def attributes(self) -> dict[str, Any]:
+        """The context attributes in the CloudEvents JSON format."""
         doc: dict[str, Any] = {
             "specversion": SPEC_VERSION,
             "id": self.id,
@@ -166,8 +163,18 @@ class Event:
         if self.content_type:
             doc["datacontenttype"] = self.content_type
         doc.update(self.extensions)
-        doc["data_base64"] = base64.b64encode(self.data).decode("ascii")
         return doc
+
+    def to_json(self) -> dict[str, Any]:
+        """The CloudEvents JSON format (structured mode), data as ``data_base64``."""
+        return {**self.attributes(), "data_base64": base64.b64encode(self.data).decode("ascii")}
+
+    def json_bytes(self) -> bytes:
+        """:meth:`to_json` encoded, the data spliced in: base64 needs no JSON
+        escaping, and scanning a large body for it would cost more than the
+        rest of the log together."""
+        head = json.dumps(self.attributes(), separators=(",", ":")).encode()
+        return head[:-1] + b',"data_base64":"' + base64.b64encode(self.data) + b'"}'
 
 
 def _rfc3339(t: dt.datetime) -> str:
@@ -247,7 +254,7 @@ def events_from_batch(body: bytes) -> list[Event]:
 
 def batch_body(events: Iterable[Event]) -> bytes:
     """A JSON batch of ``events`` (what :func:`events_from_batch` reads)."""
-    return json.dumps([e.to_json() for e in events], separators=(",", ":")).encode()
+    return b"[" + b",".join(e.json_bytes() for e in events) + b"]"
 
 
 # --------------------------------------------------------------------------- checks
@@ -268,11 +275,10 @@ class Checked:
 
 
 def _unknown(doc: Mapping[str, Any], known: frozenset[str], prefix: str, what: str) -> None:
-    if known.issuperset(doc.keys()):
-        return
-    extra = sorted(str(k) for k in doc if k not in known)
-    if extra:
-        raise EventError(member(prefix, extra[0]), f"unknown field; {what} holds {', '.join(sorted(known))}")
+    """Refuse the first key (in sorted order) of ``doc`` that is not ``known``."""
+    if not known.issuperset(doc.keys()):
+        extra = min(str(k) for k in doc if k not in known)
+        raise EventError(member(prefix, extra), f"unknown field; {what} holds {', '.join(sorted(known))}")
 
 
 def _object(value: Any, where: str) -> Mapping[str, Any]:
@@ -315,8 +321,33 @@ def _tensors(items: Any, where: str, names: Sequence[str], what: str) -> dict[st
         if name not in names:
             raise EventError(f"{at}.name", f"unknown {what} {str(name)[:60]!r}; one of {', '.join(names)}")
         _parameters(t.get("parameters"), f"{at}.parameters")
-        out[str(name)] = _flat(t.get("data"), f"{at}.data")
+        out[str(name)] = column = _flat(t.get("data"), f"{at}.data")
+        _check_types(str(name), column, at + ".data[{}]")
     return out
+
+
+_NUMBER_TYPES = frozenset({float, int})
+_TEXT_TYPES = frozenset({str})
+
+
+def _first_bad(column: list[Any], ok: frozenset[type], nullable: bool) -> int | None:
+    """The index of the first value whose type is not in ``ok`` (``None``
+    allowed when ``nullable``); ``None`` when there is none. One pass over
+    the types first: the values of an answer almost always pass."""
+    types = {type(v) for v in column}
+    if types <= ok or (nullable and types <= ok | {type(None)}):
+        return None
+    return next(i for i, v in enumerate(column) if type(v) not in ok and not (nullable and v is None))
+
+
+def _check_types(name: str, column: list[Any], path: str) -> None:
+    """Only a number (the float columns) or a string (the others), or null,
+    is kept: no object or array a client might hide anything in. ``path``
+    names a value, its index as ``{}``."""
+    numbers = pa.types.is_floating(SCHEMA.field(name).type)
+    bad = _first_bad(column, _NUMBER_TYPES if numbers else _TEXT_TYPES, nullable=True)
+    if bad is not None:
+        raise EventError(path.format(bad), f"must be a {'number' if numbers else 'string'} or null")
 
 
 def _data(event: Event) -> Mapping[str, Any]:
@@ -340,6 +371,8 @@ def check_event(event: Event) -> Checked:
                 if not isinstance(inst, Mapping) or not SCENARIO_KEYS.issuperset(inst.keys()):
                     at = f"data.instances[{i}]"
                     _unknown(_object(inst, at), SCENARIO_KEYS, at, "a scenario")
+            for f in FIELDS:  # kept until the answer comes: the same rule as for the answer's values
+                _check_types(f, [inst.get(f) for inst in instances], "data.instances[{}]." + f)
             return Checked("v1", len(instances), {})
         if "inputs" in doc:
             _unknown(doc, V2_REQUEST_KEYS, "data", "a v2 request")
@@ -361,6 +394,8 @@ def check_event(event: Event) -> Checked:
                 at = f"data.predictions[{i}]"
                 _unknown(_object(p, at), V1_PREDICTION_KEYS, at, "a prediction")
         columns = {c: [p.get(c) for p in preds] for c in (*FIELDS, *OUTPUTS, MODEL_VERSION)}
+        for c, column in columns.items():
+            _check_types(c, column, "data.predictions[{}]." + c)
         return Checked("v1", len(preds), columns, _opt_text(doc, "model_name"), _opt_text(doc, MODEL_VERSION))
     if "outputs" in doc:
         _unknown(doc, V2_RESPONSE_KEYS, "data", "a v2 answer")
@@ -383,34 +418,13 @@ def _opt_text(doc: Mapping[str, Any], key: str) -> str | None:
 
 # --------------------------------------------------------------------------- rows
 
-_NUMBER_TYPES = frozenset({float, int})
-_TEXT_TYPES = frozenset({str})
 
-
-def _first_bad(column: list[Any], ok: frozenset[type], nullable: bool) -> int | None:
-    """The index of the first value whose type is not in ``ok`` (``None``
-    allowed when ``nullable``); ``None`` when there is none. One pass over
-    the types first: the values of an answer almost always pass."""
-    types = {type(v) for v in column}
-    if types <= ok or (nullable and types <= ok | {type(None)}):
-        return None
-    return next(i for i, v in enumerate(column) if type(v) not in ok and not (nullable and v is None))
-
-
-def _checked(column: list[Any], name: str, nullable: bool, at: Any) -> list[Any]:
-    """``column`` of the schema's field ``name``, its values' types checked
-    (a week is turned into a date); a bad one refuses the event, named by
-    ``at(index)``."""
-    ftype = SCHEMA.field(name).type
-    if pa.types.is_floating(ftype):
-        bad = _first_bad(column, _NUMBER_TYPES, nullable)
-        if bad is not None:
-            raise EventError(at(bad), "must be a number" + (" or null" if nullable else ""), UNPROCESSABLE)
-        return column
-    bad = _first_bad(column, _TEXT_TYPES, nullable)
-    if bad is not None:
-        raise EventError(at(bad), "must be a string" + (" or null" if nullable else ""), UNPROCESSABLE)
-    if not pa.types.is_date(ftype):
+def _scenario_field(column: list[Any], name: str, at: Callable[[int], str]) -> list[Any]:
+    """A scenario field of an answered request (types checked with its
+    event): never null, a week a date."""
+    if None in column:
+        raise EventError(at(column.index(None)), "must not be null", UNPROCESSABLE)
+    if name != F.WEEK:
         return column
     days: dict[str, dt.date] = {}
     for i, v in enumerate(column):
@@ -444,11 +458,10 @@ def pair_rows(
         if len(column) != n:
             raise EventError(f"{where}.{name}", f"holds {len(column)} values, not {n}", UNPROCESSABLE)
 
-    def at(name: str) -> Any:
+    def at(name: str) -> Callable[[int], str]:
         if answered.protocol == "v1":
             return lambda i: f"data.predictions[{i}].{name}"
-        side = "data.outputs" if name in OUTPUTS else "request data.inputs"
-        return lambda i: f"{side}.{name}[{i}]"
+        return lambda i: f"request data.inputs: {name}[{i}]"
 
     model_version = answered.model_version
     if answered.protocol == "v1" and model_version is None:  # then each prediction may name it
@@ -468,9 +481,9 @@ def pair_rows(
     for f in FIELDS:
         if f not in values:
             raise EventError(f"data.{f}", "missing from the request and the answer", UNPROCESSABLE)
-        out[f] = _checked(values[f], f, False, at(f))
+        out[f] = _scenario_field(values[f], f, at(f))
     for o in OUTPUTS:  # an output a v2 request did not ask for is null
-        out[o] = _checked(values[o], o, True, at(o)) if o in values else [None] * n
+        out[o] = values[o] if o in values else [None] * n
     return out
 
 

@@ -69,7 +69,7 @@ def monitor_master(
             current,
             reference,
             reference_wape=reference_wape,
-            reference_lift=prod.metrics.get("lift_ratio"),
+            reference_lifts={k: v for k, v in prod.metrics.items() if k.startswith("lift_ratio")},
             cfg=cfg.monitoring,
         )
     deployed_at = deployed_time(prod) or None

@@ -74,6 +74,7 @@ METRIC_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("roi_balanced_accuracy", "pays back: balanced accuracy", "max"),
     ("roi_auc", "pays back: AUC", "max"),
     ("step_ratio", "program starts/ends: predicted / actual jump", "one"),
+    ("lift_ratio", "programs: realized / predicted lift (no truth)", "one"),
     ("wape_truth_cells", "WAPE on truth cells", "min"),
 )
 DEPTH_EDGES = (0.0, 0.02, 0.04, 0.06, 0.08, math.inf)

@@ -5,6 +5,7 @@ and ``store.py``); the lake and the batch settings default to the config's
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 
 
@@ -29,7 +30,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8091)
     p.add_argument("--log-level", default="WARNING")
+    p.add_argument(
+        "--nice", type=int, default=0, help="lower the CPU priority (on a machine shared with the endpoint)"
+    )
     args = p.parse_args(argv)
+    if args.nice:
+        os.nice(args.nice)
     setup_logging(args.log_level)
     cfg = load_config(args.config)
     store = PredictionStore(

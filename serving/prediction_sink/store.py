@@ -104,7 +104,6 @@ class Waiting:
     seq: int
     event: Event
     checked: Checked
-    logged_at: dt.datetime
     line: bytes
     since: float  # monotonic: the pair timeout counts the sink's running time only
 
@@ -127,6 +126,45 @@ def _line(doc: dict[str, Any]) -> bytes:
 
 def _type(event: Event) -> str:
     return "request" if event.is_request else "response"
+
+
+def _rows(
+    a: Event, a_checked: Checked, b: Event, b_checked: Checked, logged_at: dt.datetime
+) -> dict[str, list[Any]]:
+    if a.is_request:
+        return pair_rows(a, a_checked, b, b_checked, logged_at)
+    return pair_rows(b, b_checked, a, a_checked, logged_at)
+
+
+Hint = tuple[Event, dict[str, list[Any]]] | None  # the mate an event was checked with, and the rows
+
+
+class _Mates:
+    """The pairs one POST makes, before it is journaled: its events meet the
+    waiting ones, or each other (a batch carries both events of a request),
+    so that an event contradicting its mate is refused (422) before it is
+    kept, and the rows are made once."""
+
+    def __init__(self, waiting: dict[tuple[str, str], deque[Waiting]]) -> None:
+        self.waiting = waiting
+        self.claimed: set[int] = set()
+        self.local: dict[tuple[str, str], deque[tuple[Event, Checked]]] = {}
+
+    def pair(self, event: Event, checked: Checked, logged_at: dt.datetime) -> Hint:
+        other = (event.id, RESPONSE if event.is_request else REQUEST)
+        local = self.local.get(other)
+        if local:
+            mate_event, mate_checked = local[0]
+            rows = _rows(event, checked, mate_event, mate_checked, logged_at)
+            local.popleft()
+            return mate_event, rows
+        for w in self.waiting.get(other, ()):
+            if id(w) not in self.claimed:
+                rows = _rows(event, checked, w.event, w.checked, logged_at)
+                self.claimed.add(id(w))
+                return w.event, rows
+        self.local.setdefault((event.id, event.type), deque()).append((event, checked))
+        return None
 
 
 def _key(event: Event) -> tuple[str, str, str, int]:
@@ -169,6 +207,7 @@ class PredictionStore:
         self._flushing = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.rows_written = 0
         self.files_written = 0
 
@@ -183,12 +222,18 @@ class PredictionStore:
         await self._compact()
         self._task = asyncio.create_task(self._run(), name="prediction-sink-flusher")
 
-    async def close(self) -> None:
-        """Stop the background writer, write every waiting row, close the journal."""
+    async def stop_writer(self) -> None:
+        """Stop the background writer (a file it is writing is finished first)."""
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
+            self._task.cancel()  # a sleep between retries; asyncio.wait_for may swallow it, hence the flag
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+    async def close(self) -> None:
+        """Stop the background writer, write every waiting row, close the journal."""
+        await self.stop_writer()
         try:
             await self.flush(everything=True)
         except (OSError, pa.ArrowException, AutoroiError) as e:  # the journal keeps them for the next start
@@ -210,8 +255,10 @@ class PredictionStore:
         """Check, journal (durably) and pair ``events``; per event ``None`` when
         accepted, else the error that refused it (the others are still kept)."""
         results: list[EventError | None] = []
-        todo: list[tuple[Event, Checked]] = []
+        todo: list[tuple[Event, Checked, Hint]] = []
         keys = set()
+        logged_at = dt.datetime.now(dt.UTC)
+        mates = _Mates(self._waiting)
         for event in events:
             if self._ignore(event):
                 self.metrics.events.labels(_type(event), "ignored").inc()
@@ -225,26 +272,26 @@ class PredictionStore:
             keys.add(key)
             try:
                 checked = check_event(event)
-                self._check_pair(event, checked)
+                hint = mates.pair(event, checked, logged_at)
             except EventError as e:
                 self.metrics.events.labels(_type(event), "refused").inc()
                 log.warning("refused a %s event (id %s): %s", _type(event), event.id, e)
                 results.append(e)
                 continue
             results.append(None)
-            todo.append((event, checked))
+            todo.append((event, checked, hint))
         if todo:
-            logged_at = dt.datetime.now(dt.UTC)
             async with self._io:
                 lines = []
-                for event, _ in todo:
+                at = json.dumps(logged_at.isoformat())
+                for event, _, _ in todo:
                     self._seq += 1
-                    doc = {"seq": self._seq, "at": logged_at.isoformat(), "event": event.to_json()}
-                    lines.append((self._seq, _line(doc)))
+                    line = f'{{"seq":{self._seq},"at":{at},"event":'.encode() + event.json_bytes() + b"}\n"
+                    lines.append((self._seq, line))
                 await run_in_threadpool(self._append, [line for _, line in lines])
-                for (event, checked), (seq, line) in zip(todo, lines, strict=True):
+                for (event, checked, hint), (seq, line) in zip(todo, lines, strict=True):
                     self._remember(event)
-                    self._apply(seq, event, checked, logged_at, line)
+                    self._apply(seq, event, checked, logged_at, line, hint)
                     self.metrics.events.labels(_type(event), "accepted").inc()
         return results
 
@@ -254,7 +301,7 @@ class PredictionStore:
             self._seen.popitem(last=False)
 
     def _ignore(self, event: Event) -> bool:
-        if event.data.strip():
+        if event.data and not event.data.isspace():
             return not event.is_request and event.id in self._ignored
         if event.is_request:
             self._ignored[event.id] = None
@@ -262,31 +309,16 @@ class PredictionStore:
                 self._ignored.popitem(last=False)
         return True
 
-    def _mate(self, event: Event) -> Waiting | None:
-        queue = self._waiting.get((event.id, RESPONSE if event.is_request else REQUEST))
-        return queue[0] if queue else None
-
-    def _check_pair(self, event: Event, checked: Checked) -> None:
-        """Refuse (422) an event that contradicts the one it would pair with."""
-        mate = self._mate(event)
-        if mate is not None:
-            self._rows(event, checked, mate.event, mate.checked, dt.datetime.now(dt.UTC))
-
-    @staticmethod
-    def _rows(
-        a: Event, a_checked: Checked, b: Event, b_checked: Checked, logged_at: dt.datetime
-    ) -> dict[str, list[Any]]:
-        if a.is_request:
-            return pair_rows(a, a_checked, b, b_checked, logged_at)
-        return pair_rows(b, b_checked, a, a_checked, logged_at)
-
-    def _apply(self, seq: int, event: Event, checked: Checked, logged_at: dt.datetime, line: bytes) -> None:
-        """Pair a durable event with its waiting mate, or let it wait."""
+    def _apply(
+        self, seq: int, event: Event, checked: Checked, logged_at: dt.datetime, line: bytes, hint: Hint = None
+    ) -> None:
+        """Pair a durable event with its waiting mate (``hint``: the rows
+        :class:`_Mates` made for it, when that mate is the one), or let it wait."""
         key = (event.id, RESPONSE if event.is_request else REQUEST)
         queue = self._waiting.get(key)
         if not queue:
             self._waiting.setdefault((event.id, event.type), deque()).append(
-                Waiting(seq, event, checked, logged_at, line, time.monotonic())
+                Waiting(seq, event, checked, line, time.monotonic())
             )
             self.metrics.waiting.inc()
             return
@@ -295,8 +327,11 @@ class PredictionStore:
             del self._waiting[key]
         self.metrics.waiting.dec()
         try:
-            rows = self._rows(event, checked, mate.event, mate.checked, logged_at)
-        except EventError as e:  # checked at accept; a duplicate id can still pair them otherwise
+            if hint is not None and hint[0] is mate.event:
+                rows = hint[1]
+            else:  # another POST took the mate meanwhile (a duplicate id), or a replay
+                rows = _rows(event, checked, mate.event, mate.checked, logged_at)
+        except EventError as e:
             log.warning("events %s do not pair (dropped): %s", event.id, e)
             self._stale = True
             return
@@ -482,7 +517,7 @@ class PredictionStore:
 
     async def _run(self) -> None:
         retry_s = 0.0
-        while True:
+        while not self._stopping:
             if retry_s:  # the lake refused a file: wait, whatever comes in meanwhile
                 await asyncio.sleep(retry_s)
             else:
@@ -492,6 +527,8 @@ class PredictionStore:
                     timeout = min(self.flush_s, self.pair_timeout_s)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
+            if self._stopping:
+                return
             self._wake.clear()
             self._expire()
             try:

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 BATCH_EVENTS = 512
 LINGER_S = 0.2  # a batch gathers this long: a few POSTs a second whatever the request rate
-BATCH_BYTES = 8 * 1024 * 1024
+BATCH_BYTES = 1024 * 1024  # a POST is encoded on the endpoint's event loop: keep each one short
 MAX_BYTES = 64 * 1024 * 1024
 BACKOFF_S = (0.1, 5.0)
 WARN_EVERY_S = 10.0
@@ -153,7 +153,9 @@ class PayloadLogger:
                 doc = r.json()
             except ValueError:
                 doc = {"error": r.text[:300]}
-            refused = doc.get("refused") if isinstance(doc, dict) else None
+            if not isinstance(doc, dict):
+                doc = {"error": str(doc)[:300]}
+            refused = doc.get("refused")
             self.refused += len(refused) if isinstance(refused, list) else 2 * len(batch)
             log.warning(
                 "prediction log: %s refused events (%d): %s", self.url, r.status_code, doc.get("error")

@@ -284,10 +284,7 @@ def test_a_crash_between_a_file_and_the_journal_rewrite_writes_nothing_twice(
 
             monkeypatch.setattr(store, "_write_file", refuse)
         await store.flush()
-        assert store._task is not None
-        store._task.cancel()  # the process dies here: no close, no rewrite
-        with contextlib.suppress(asyncio.CancelledError):
-            await store._task
+        await store.stop_writer()  # the process dies here: no close, no rewrite
         store._file.close()
 
     async def restart() -> dict[str, int]:
@@ -319,10 +316,7 @@ def test_an_event_delivered_again_is_kept_once(tmp_path: Path) -> None:
         assert await store.accept([req, resp]) == [None, None]
         assert await store.accept([resp, req]) == [None, None]
         assert store.stats()["buffered_rows"] == 2
-        assert store._task is not None
-        store._task.cancel()  # killed: no close
-        with contextlib.suppress(asyncio.CancelledError):
-            await store._task
+        await store.stop_writer()  # killed: no close
         store._file.close()
 
     async def second() -> None:
@@ -332,13 +326,40 @@ def test_an_event_delivered_again_is_kept_once(tmp_path: Path) -> None:
         assert await store.flush(everything=True)
         assert await store.accept([resp]) == [None]  # written: still known
         assert store.stats() == {"unpaired": 0, "buffered_rows": 0, "rows_written": 2, "files_written": 1}
-        samples = {s.labels["outcome"]: s.value for m in store.metrics.registry.collect() for s in m.samples}
-        assert samples["duplicate"] >= 1
+        duplicates = store.metrics.registry.get_sample_value(
+            "autoroi_prediction_sink_events_total", {"type": "response", "outcome": "duplicate"}
+        )
+        assert duplicates is not None and duplicates >= 1
         await store.close()
 
     asyncio.run(first())
     asyncio.run(second())
     assert read_predictions(lake).column("request_id").to_pylist() == ["again", "again"]
+
+
+def test_an_answer_that_contradicts_its_request_is_refused_before_it_is_kept(tmp_path: Path) -> None:
+    """Within one batch too (the local endpoint posts both events together):
+    an answer with fewer scenarios than its request is refused (422, named);
+    the request waits for a right answer."""
+    lake = open_lake(str(tmp_path / "lake"))
+    req, _ = pair("c", scenarios(3))
+    _, short = pair("c", scenarios(2))
+    _, right = pair("c", scenarios(3))
+
+    async def go() -> dict[str, int]:
+        store = PredictionStore(lake, tmp_path / "journal", batch_rows=100, flush_s=60)
+        await store.start()
+        first, refused = await store.accept([req, short])
+        assert first is None and refused is not None
+        assert (refused.status, refused.field) == (422, "data.predictions")
+        assert store.stats()["unpaired"] == 1
+        assert await store.accept([right]) == [None]
+        stats = store.stats()
+        await store.close()
+        return stats
+
+    assert asyncio.run(go())["buffered_rows"] == 3
+    assert len(read_predictions(lake).to_pylist()) == 3
 
 
 # --------------------------------------------------------------------------- the local endpoint

@@ -203,6 +203,22 @@ def test_an_undefined_roi_is_null() -> None:
             {"inputs": [{**json.loads(v2_request(scenarios(1)))["inputs"][0], "parameters": {"phone": "1"}}]},
             "data.inputs[0].parameters.phone",
         ),
+        # values: a string or a number, never an object or an array (anything could hide there)
+        (
+            "request",
+            {"instances": [{**scenarios(1)[0], "region": {"name": "x", "owner": "jane"}}]},
+            "data.instances[0].region",
+        ),
+        (
+            "request",
+            {"inputs": [{"name": "region", "datatype": "BYTES", "shape": [1], "data": [{"email": "x"}]}]},
+            "data.inputs[0].data[0]",
+        ),
+        (
+            "response",
+            {"predictions": [{**json.loads(v1_answer(scenarios(1)))["predictions"][0], "roi": [1, 2]}]},
+            "data.predictions[0].roi",
+        ),
         ("request", {"prompt": "x"}, "data.prompt"),
         ("request", {}, "data"),
         ("response", {**json.loads(v1_answer(scenarios(1))), "debug": 1}, "data.debug"),
@@ -221,6 +237,16 @@ def test_an_undefined_roi_is_null() -> None:
 def test_fields_the_contract_does_not_know_are_refused_by_name(kind: str, body: Any, field: str) -> None:
     e = _refused(_event(kind, json.dumps(body).encode()))
     assert e.field == field and e.status == 400, e
+
+
+def test_a_scenario_field_the_answer_leaves_null_is_refused_at_pairing() -> None:
+    rows = scenarios(2)
+    answer = json.loads(v1_answer(rows))
+    answer["predictions"][1]["region"] = None
+    req, resp = _event("request", v1_request(rows)), _event("response", json.dumps(answer).encode())
+    with pytest.raises(EventError) as info:
+        _rows(req, resp)
+    assert (info.value.field, info.value.status) == ("data.predictions[1].region", 422)
 
 
 def test_a_body_that_is_not_json_is_refused() -> None:
