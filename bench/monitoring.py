@@ -141,6 +141,10 @@ def row(kind: str, step: int, record: dict[str, Any], shock: str | None = None) 
     ]
     return {
         "largest_z": sorted(tests, key=lambda x: -x[2])[:3],
+        "lift": [
+            {k: t.get(k) for k in ("incentive_type", "cells", "ratio", "z", "change_1", "change_2")}
+            for t in (acc.get("lift") or {}).get("by_type", [])
+        ],
         "kind": kind,
         "step": step,
         "status": record["status"],

@@ -326,28 +326,21 @@ def _tensors(items: Any, where: str, names: Sequence[str], what: str) -> dict[st
     return out
 
 
-_NUMBER_TYPES = frozenset({float, int})
-_TEXT_TYPES = frozenset({str})
-
-
-def _first_bad(column: list[Any], ok: frozenset[type], nullable: bool) -> int | None:
-    """The index of the first value whose type is not in ``ok`` (``None``
-    allowed when ``nullable``); ``None`` when there is none. One pass over
-    the types first: the values of an answer almost always pass."""
-    types = {type(v) for v in column}
-    if types <= ok or (nullable and types <= ok | {type(None)}):
-        return None
-    return next(i for i, v in enumerate(column) if type(v) not in ok and not (nullable and v is None))
+_NUMBER_COLUMNS = frozenset(f.name for f in SCHEMA if pa.types.is_floating(f.type))
+_NUMBER_OK = frozenset({float, int, type(None)})
+_TEXT_OK = frozenset({str, type(None)})
 
 
 def _check_types(name: str, column: list[Any], path: str) -> None:
     """Only a number (the float columns) or a string (the others), or null,
     is kept: no object or array a client might hide anything in. ``path``
     names a value, its index as ``{}``."""
-    numbers = pa.types.is_floating(SCHEMA.field(name).type)
-    bad = _first_bad(column, _NUMBER_TYPES if numbers else _TEXT_TYPES, nullable=True)
-    if bad is not None:
-        raise EventError(path.format(bad), f"must be a {'number' if numbers else 'string'} or null")
+    ok = _NUMBER_OK if name in _NUMBER_COLUMNS else _TEXT_OK
+    if ok.issuperset(map(type, column)):  # the values of an answer almost always pass
+        return
+    bad = next(i for i, v in enumerate(column) if type(v) not in ok)
+    kind = "number" if ok is _NUMBER_OK else "string"
+    raise EventError(path.format(bad), f"must be a {kind} or null")
 
 
 def _data(event: Event) -> Mapping[str, Any]:
