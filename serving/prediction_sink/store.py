@@ -8,8 +8,10 @@ in memory until a batch holds ``batch_rows`` rows or its first row is
 ``flush_s`` old; then each day's rows go to one Parquet file
 (:func:`autoroi.monitoring.predictions.write_predictions`). Before a file is
 written the journal gets a commit record naming the file and the events it
-holds; after the files the journal is rewritten (temporary name, fsync,
-rename) with only what still waits: unpaired events and rows not yet written.
+holds. Once the journal has grown past :data:`COMPACT_BYTES` (and twice what
+still waits), and at every start and stop, it is rewritten (temporary name,
+fsync, rename) with only what still waits: unpaired events and rows not yet
+written.
 At start the journal is replayed: the events of a commit record whose file
 exists are done, every other event is paired again. So a crash between a file
 and the rewrite writes no row twice, and a crash before the file loses none.
@@ -77,6 +79,7 @@ JOURNAL = "journal.jsonl"
 RETRY_MAX_S = 60.0
 IGNORED_IDS = 10_000  # ids of data-less requests remembered, so that their answers are not kept either
 SEEN_EVENTS = 200_000
+COMPACT_BYTES = 16 * 1024 * 1024  # rewriting the journal after every file would cost more than the files
 
 
 class Metrics:
@@ -203,6 +206,7 @@ class PredictionStore:
         self._seen: OrderedDict[tuple[str, str, str, int], None] = OrderedDict()
         self._swept: set[str] = set()
         self._stale = False  # the journal holds events no longer waiting (expired): rewrite it
+        self._journal_bytes = 0  # appended since the last rewrite, and what that rewrite kept
         self._io = asyncio.Lock()  # journal writes, with the memory changes they make durable
         self._flushing = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -236,6 +240,7 @@ class PredictionStore:
         await self.stop_writer()
         try:
             await self.flush(everything=True)
+            await self._compact()
         except (OSError, pa.ArrowException, AutoroiError) as e:  # the journal keeps them for the next start
             log.warning("could not write the waiting rows at stop (kept in the journal): %s", e)
         if self._file is not None:
@@ -346,15 +351,23 @@ class PredictionStore:
             self._wake.set()
 
     # -- the journal ------------------------------------------------------------------
+    def _live_bytes(self) -> int:
+        waiting = sum(len(w.line) for q in self._waiting.values() for w in q)
+        return waiting + sum(len(ln) for a in self._answered for ln in a.lines)
+
     def _append(self, lines: list[bytes]) -> None:
-        self._file.write(b"".join(lines))
+        data = b"".join(lines)
+        self._journal_bytes += len(data)
+        self._file.write(data)
         self._file.flush()
         os.fsync(self._file.fileno())
 
     def _rewrite(self, lines: list[bytes]) -> None:
         tmp = self.dir / temp_name(JOURNAL)
+        data = b"".join(lines)
+        self._journal_bytes = len(data)
         with open(tmp, "wb") as f:
-            f.write(b"".join(lines))
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
@@ -451,7 +464,9 @@ class PredictionStore:
                 if not await self._write(self._take()):
                     return False
                 wrote = True
-            if wrote or self._stale:
+            if self._stale or (
+                wrote and self._journal_bytes > COMPACT_BYTES and self._journal_bytes > 2 * self._live_bytes()
+            ):
                 await self._compact()
             self.metrics.buffered.set(self._answered_rows)
             return True
