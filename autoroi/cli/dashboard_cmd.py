@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -42,17 +41,6 @@ def static_dir() -> Path:
 def _url(host: str, port: int) -> str:
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}/"
-
-
-def _port_free(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def _get(url: str, timeout: float = 2.0) -> tuple[int, Any]:
@@ -120,11 +108,11 @@ def start_background(cfg: Any, port: int | None = None) -> str:
     ``autoroi demo`` starts and ``autoroi serve --stop`` stops: its pid is in
     ``<state_dir>/router.json``); the one already running is reused. Returns
     its URL (no trailing slash)."""
-    from autoroi.deploy.local import start_endpoint
+    from autoroi.deploy.local import port_free, start_endpoint
 
     host, port = cfg.serving.host, port or cfg.serving.port
     running = running_endpoint(cfg)
-    if running is None and not _port_free(host, port):
+    if running is None and not port_free(host, port):
         raise AutoroiError(f"port {port} on {host} is in use: pick another with --port")
     doc = start_endpoint(
         cfg.serving.state_dir,
@@ -197,10 +185,11 @@ def dashboard(
             f"the local endpoint already runs in the background at {running.get('url')}/"
             f" (pid {running.get('pid')}): open that, or stop it first (autoroi dashboard --stop)"
         )
+    from autoroi.deploy.local import port_free, prediction_sink_url, stop_sink
+
     host, port = cfg.serving.host, port or cfg.serving.port
-    if not _port_free(host, port):
+    if not port_free(host, port):
         raise AutoroiError(f"port {port} on {host} is in use: pick another with --port")
-    from autoroi.deploy.local import prediction_sink_url, stop_sink
     from serving.router.__main__ import main as router_main
 
     sink = prediction_sink_url(cfg.serving.state_dir, _lake_arg(cfg), cfg.serving.host, cfg.monitoring)

@@ -52,12 +52,11 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from autoroi.errors import AutoroiError
 from autoroi.lake.leftovers import temp_name
 from autoroi.lake.storage import Lake, fsync_dir
 from autoroi.model import features as F
 from autoroi.serving.outputs import MODEL_VERSION, NUMBER_OUTPUTS, OUTPUTS
-from autoroi.serving.validation import FIELDS, member
+from autoroi.serving.validation import FIELDS, InputError, member
 
 PREDICTIONS_ZONE = "predictions"
 MODEL_NAME = "roi"
@@ -116,19 +115,13 @@ SCHEMA = pa.schema(
 COLUMNS: tuple[str, ...] = tuple(SCHEMA.names)
 
 
-class EventError(AutoroiError):
+class EventError(InputError):
     """An event the sink refuses: ``field`` names it (a ``ce-*`` attribute, or a
     path into the data such as ``data.instances[0].email``), ``status`` is the
-    HTTP status to answer."""
+    HTTP status to answer; the body is the serving contract's error body."""
 
     def __init__(self, field: str, reason: str, status: int = BAD_EVENT) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
-        self.status = status
-
-    def body(self) -> dict[str, str]:
-        return {"error": str(self), "field": self.field, "reason": self.reason}
+        super().__init__(field, reason, status)
 
 
 # --------------------------------------------------------------------------- events

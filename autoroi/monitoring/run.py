@@ -14,12 +14,13 @@ import pyarrow.dataset as pads
 from autoroi.config import AutoroiConfig
 from autoroi.lake.master import MasterStore
 from autoroi.lake.storage import Lake
+from autoroi.monitoring import predictions
 from autoroi.monitoring.monitor import DEGRADED, OK, judge
 
 log = logging.getLogger(__name__)
 
 MONITORING_ZONE = "monitoring/roi"
-PREDICTIONS_ZONE = "predictions/roi"
+PREDICTIONS_ZONE = f"{predictions.PREDICTIONS_ZONE}/{predictions.MODEL_NAME}"
 NOT_DEPLOYED = "not_deployed"
 
 
