@@ -28,6 +28,7 @@ from sqlalchemy.engine import Engine
 
 from autoroi.config import AutoroiConfig, load_config
 from autoroi.source.db import connect_engine, parse_url
+from autoroi.source.schema import SIMULATOR_PREFIX
 
 REPO = Path(__file__).resolve().parents[2]
 FAILPOINT_EXIT = 86
@@ -142,7 +143,9 @@ def source_snapshot(url: str, tables: list[str] | None = None) -> Snapshot:
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
-            names = tables or sorted(sa.inspect(conn).get_table_names())
+            # the simulator's own record is not the dealer system's, and never replicated
+            found = sa.inspect(conn).get_table_names()
+            names = tables or sorted(n for n in found if not n.startswith(SIMULATOR_PREFIX))
             out: Snapshot = {}
             for name in names:
                 table = sa.Table(name, sa.MetaData(), autoload_with=conn)
