@@ -34,7 +34,13 @@ ABSENT = {
     "serving": ("pyspark", "keras_tuner", "sklearn"),
 }
 # what the server imports (python -m serving.roi_server; not a pipeline step)
-SERVING_MODULES = ("serving.roi_server.__main__", "serving.roi_server.model", "autoroi.model.fastpath")
+SERVING_MODULES = (
+    "serving.roi_server.__main__",
+    "serving.roi_server.model",
+    "autoroi.model.fastpath",
+    "serving.prediction_sink.__main__",  # the roi-prediction-sink Deployment runs in this image
+    "serving.prediction_sink.app",
+)
 
 
 def step_imports(compiled: Path) -> dict[str, set[str]]:
