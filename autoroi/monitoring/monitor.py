@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from autoroi.config import MonitoringConfig
-from autoroi.evaluation.metrics import lift_calibration
+from autoroi.evaluation.metrics import lift_calibration, units_metrics
 from autoroi.model import features as F
 
 OK, DEGRADED, DRIFT, NO_DATA = "ok", "degraded", "drift", "no_data"
@@ -142,11 +142,6 @@ def _answerable(rows: pd.DataFrame, ctx: pd.DataFrame, spec: Any) -> tuple[pd.Da
         list(zip(rows[F.REGION].astype(str), rows[F.VEHICLE_MODEL].astype(str), strict=True))
     ).isin(bad)
     return rows[keep.to_numpy()].reset_index(drop=True), [f"{m} in {r}" for r, m in bad]
-
-
-def wape(actual: np.ndarray, predicted: np.ndarray) -> float:
-    total = float(np.sum(actual))
-    return float(np.sum(np.abs(actual - predicted)) / total) if total > 0 else math.nan
 
 
 def psi(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS) -> float:
@@ -417,12 +412,12 @@ def judge(
     actual, pred = full[F.UNITS].to_numpy(), full["predicted"].to_numpy()
     level = _level(r, cfg)
     rel_sd = max(reference_wape, 0.05) * math.sqrt(math.pi / 2)  # WAPE ~ mean |error| ~ sd sqrt(2/pi)
-    overall = wape(actual, pred)
+    overall = units_metrics(actual, pred)["wape"]
     ratio = overall / reference_wape if reference_wape > 0 else math.nan
     by_week = [
         {
             F.WEEK: str(w),
-            "wape": round(wape(g[F.UNITS].to_numpy(), g["predicted"].to_numpy()), 4),
+            "wape": round(units_metrics(g[F.UNITS], g["predicted"])["wape"], 4),
             "actual_units": round(float(g[F.UNITS].sum()), 2),
             "predicted_units": round(float(g["predicted"].sum()), 2),
             "rows": len(g),

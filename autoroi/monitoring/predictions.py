@@ -345,6 +345,17 @@ def _data(event: Event) -> Mapping[str, Any]:
     return _object(doc, "data")
 
 
+def _records(value: Any, keys: frozenset[str], where: str, what: str) -> list[Any]:
+    """A JSON array of objects whose keys are all known; the first unknown
+    one is refused by its path."""
+    items = _array(value, where)
+    for i, item in enumerate(items):
+        if not isinstance(item, Mapping) or not keys.issuperset(item.keys()):
+            at = f"{where}[{i}]"
+            _unknown(_object(item, at), keys, at, what)
+    return items
+
+
 def check_event(event: Event) -> Checked:
     """The event's data checked against the serving contract (module docstring);
     an unknown field anywhere is refused by name."""
@@ -352,11 +363,7 @@ def check_event(event: Event) -> Checked:
     if event.is_request:
         if "instances" in doc:
             _unknown(doc, V1_REQUEST_KEYS, "data", "a v1 request")
-            instances = _array(doc["instances"], "data.instances")
-            for i, inst in enumerate(instances):
-                if not isinstance(inst, Mapping) or not SCENARIO_KEYS.issuperset(inst.keys()):
-                    at = f"data.instances[{i}]"
-                    _unknown(_object(inst, at), SCENARIO_KEYS, at, "a scenario")
+            instances = _records(doc["instances"], SCENARIO_KEYS, "data.instances", "a scenario")
             for f in FIELDS:  # kept until the answer comes: the same rule as for the answer's values
                 _check_types(f, [inst.get(f) for inst in instances], "data.instances[{}]." + f)
             return Checked("v1", len(instances), {})
@@ -374,11 +381,7 @@ def check_event(event: Event) -> Checked:
         raise EventError("data", "neither a v1 request (instances) nor a v2 request (inputs)")
     if "predictions" in doc:
         _unknown(doc, V1_RESPONSE_KEYS, "data", "a v1 answer")
-        preds = _array(doc["predictions"], "data.predictions")
-        for i, p in enumerate(preds):
-            if not isinstance(p, Mapping) or not V1_PREDICTION_KEYS.issuperset(p.keys()):
-                at = f"data.predictions[{i}]"
-                _unknown(_object(p, at), V1_PREDICTION_KEYS, at, "a prediction")
+        preds = _records(doc["predictions"], V1_PREDICTION_KEYS, "data.predictions", "a prediction")
         columns = {c: [p.get(c) for p in preds] for c in (*FIELDS, *OUTPUTS, MODEL_VERSION)}
         for c, column in columns.items():
             _check_types(c, column, "data.predictions[{}]." + c)
@@ -522,23 +525,37 @@ def write_predictions(lake: Lake, path: str, table: pa.Table) -> None:
             pq.write_table(table, f, compression="zstd")
 
 
-def read_predictions(lake: Lake, since: dt.date | None = None) -> pa.Table:
-    """Every logged row (``since``: only the day folders from that day on), as
-    one table of :data:`SCHEMA`; an empty one when nothing was logged."""
+def _log_files(lake: Lake, since: dt.date | None) -> list[str]:
+    """The log's Parquet files (``since``: only the day folders from that day
+    on), bookkeeping names left out."""
     base = predictions_path(lake)
     info = lake.fs.get_file_info(pafs.FileSelector(base, allow_not_found=True, recursive=True))
-    files = [
+    return sorted(
         i.path
         for i in info
         if i.type == pafs.FileType.File
         and i.base_name.endswith(".parquet")
         and not any(p.startswith((".", "_")) for p in i.path[len(base) :].split("/") if p)
         and (since is None or _folder_day(i.path) >= since)
-    ]
+    )
+
+
+def read_predictions(lake: Lake, since: dt.date | None = None) -> pa.Table:
+    """Every logged row (``since``: only the day folders from that day on), as
+    one table of :data:`SCHEMA`; an empty one when nothing was logged."""
+    files = _log_files(lake, since)
     if not files:
         return SCHEMA.empty_table()
-    dataset = pads.dataset(sorted(files), filesystem=lake.fs, format="parquet", schema=SCHEMA)
+    dataset = pads.dataset(files, filesystem=lake.fs, format="parquet", schema=SCHEMA)
     return dataset.to_table()
+
+
+def count_predictions(lake: Lake, since: dt.date | None = None) -> dict[str, Any]:
+    """How many rows were logged, and on which days, from the files' footers
+    (the monitor's summary; nothing is read into memory)."""
+    files = _log_files(lake, since)
+    rows = pads.dataset(files, filesystem=lake.fs, format="parquet").count_rows() if files else 0
+    return {"rows": rows, "days": sorted({_folder_day(f).isoformat() for f in files})}
 
 
 def _folder_day(path: str) -> dt.date:

@@ -9,8 +9,6 @@ import logging
 import tempfile
 from typing import Any
 
-import pyarrow.dataset as pads
-
 from autoroi.config import AutoroiConfig
 from autoroi.lake.master import MasterStore
 from autoroi.lake.storage import Lake
@@ -20,29 +18,11 @@ from autoroi.monitoring.monitor import DEGRADED, OK, judge
 log = logging.getLogger(__name__)
 
 MONITORING_ZONE = "monitoring/roi"
-PREDICTIONS_ZONE = f"{predictions.PREDICTIONS_ZONE}/{predictions.MODEL_NAME}"
 NOT_DEPLOYED = "not_deployed"
 
 
 def record_path(lake: Lake, master_version: str) -> str:
     return lake.path(MONITORING_ZONE, f"{master_version}.json")
-
-
-def predictions_logged(lake: Lake, since: str | None = None) -> dict[str, Any]:
-    """Rows in the prediction log (from ``since``, a date, on), per day."""
-    root = lake.path(PREDICTIONS_ZONE)
-    if not lake.exists(root):
-        return {"rows": 0, "days": []}
-    days = sorted(
-        i.base_name.split("=", 1)[1]
-        for i in lake.list_dir(root)
-        if i.base_name.startswith("date=") and (since is None or i.base_name.split("=", 1)[1] >= since)
-    )
-    rows = 0
-    for day in days:
-        ds = pads.dataset(f"{root}/date={day}", format="parquet", filesystem=lake.fs)
-        rows += ds.count_rows()
-    return {"rows": rows, "days": days}
 
 
 def monitor_master(
@@ -81,7 +61,9 @@ def monitor_master(
         "model_master_version": prod.master_version,
         "deployed_at": deployed_at,
         **figures,
-        "predictions_logged": predictions_logged(lake, (deployed_at or "")[:10] or None),
+        "predictions_logged": predictions.count_predictions(
+            lake, dt.date.fromisoformat(deployed_at[:10]) if deployed_at else None
+        ),
     }
     lake.write_json(record_path(lake, master_version), record)
     log.info("monitor: %s on %s (%s)", record["status"], master_version, "; ".join(record["reasons"]) or "-")

@@ -21,6 +21,7 @@ from autoroi.monitoring.predictions import (
     EventError,
     batch_body,
     check_event,
+    count_predictions,
     event_from_http,
     event_from_json,
     events_from_batch,
@@ -291,3 +292,7 @@ def test_files_are_written_whole_and_read_back(tmp_path: Path) -> None:
     (folder / "date=2026-03-05" / ".part-x.parquet.w00000000p1s1-abcdef.tmp").write_bytes(b"half")
     assert read_predictions(lake).num_rows == 4
     assert isinstance(table, pa.Table)
+    # the monitor's summary counts the same files without reading them
+    assert count_predictions(lake) == {"rows": 4, "days": ["2026-03-04", "2026-03-05"]}
+    assert count_predictions(lake, dt.date(2026, 3, 5)) == {"rows": 2, "days": ["2026-03-05"]}
+    assert count_predictions(open_lake(str(tmp_path / "empty"))) == {"rows": 0, "days": []}
