@@ -77,6 +77,7 @@ def evaluate_roi(
     uptake: Mapping[str, float] | None = None,
     context: pd.DataFrame | None = None,
     spec: F.FeatureSpec = F.DEFAULT_SPEC,
+    pull_forward: Mapping[str, float] | None = None,
 ) -> RoiEvaluation:
     """Predicted against true ROI on the truth rows (see the module docstring).
     ``context`` (``features.build_context(master)``) may be passed instead of
@@ -92,7 +93,7 @@ def evaluate_roi(
     if scen.empty:
         return RoiEvaluation(roi_metrics([], []), scen)
     feats = F.scenario_features(scen, context, spec)
-    roi = score_features(predict_fn, feats, take_rates, uptake)
+    roi = score_features(predict_fn, feats, take_rates, uptake, pull_forward)
     rows = pd.concat(
         [feats[[*F.SCENARIO_FIELDS, F.SEGMENT, F.INCENTIVE_DEPTH, TRUTH_ROI]].reset_index(drop=True), roi],
         axis=1,
@@ -184,6 +185,7 @@ def backtest(
                     uptake=uptake,
                     context=context,
                     spec=spec,
+                    pull_forward=F.estimate_pull_forward(model.predict_features, train, spec),
                 )
                 row.update(ev.metrics)
                 roi_parts.append(ev.rows.assign(fold=fold.index, model=name))

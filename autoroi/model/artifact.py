@@ -79,6 +79,7 @@ class RoiModel:
     context: pd.DataFrame
     take_rates: dict[str, float] = field(default_factory=dict)
     uptake: dict[str, float] = field(default_factory=dict)  # features.estimate_uptake; empty: take_rates
+    pull_forward: dict[str, float] = field(default_factory=dict)  # features.estimate_pull_forward
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     version: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -135,15 +136,14 @@ class RoiModel:
         which precomputes this method's lookups and compiles the network, and
         is tested (and checked at load) to give the same numbers."""
         feats = self.features(scenarios)
-        out = score_features(self.predict_members, feats, self.take_rates, self.uptake)
+        out = score_features(self.predict_members, feats, self.take_rates, self.uptake, self.pull_forward)
         out.insert(0, F.REGION, feats[F.REGION].to_numpy())
         out.insert(1, F.VEHICLE_MODEL, feats[F.VEHICLE_MODEL].to_numpy())
         out.insert(2, F.WEEK, pd.to_datetime(feats[F.WEEK]).dt.strftime("%Y-%m-%d").to_numpy())
         out.insert(3, F.INCENTIVE_TYPE, feats[F.INCENTIVE_TYPE].to_numpy())
         out.insert(4, F.INCENTIVE_AMOUNT, feats[F.INCENTIVE_AMOUNT].to_numpy())
         out[F.CELL_LEVEL] = feats[F.CELL_LEVEL].to_numpy()
-        out[F.CONTEXT_REGION] = feats[F.CONTEXT_REGION].to_numpy()
-        out[F.CONTEXT_MODEL] = feats[F.CONTEXT_MODEL].to_numpy()
+        out[F.CONTEXT_REGION], out[F.CONTEXT_MODEL] = F.reported_context(feats)
         out["model_version"] = self.version
         return out
 
@@ -154,6 +154,7 @@ def _preprocessing_doc(model: RoiModel) -> dict[str, Any]:
         "preprocessor": model.preprocessor.to_dict(),
         "take_rates": model.take_rates,
         "uptake": model.uptake,
+        "pull_forward": model.pull_forward,
         "hyperparameters": model.hyperparameters,
         "version": model.version,
         "metadata": model.metadata,
@@ -211,6 +212,7 @@ def load_model(directory: str | Path) -> RoiModel:
         context=context,
         take_rates={str(k): float(v) for k, v in doc.get("take_rates", {}).items()},
         uptake={str(k): float(v) for k, v in doc.get("uptake", {}).items()},
+        pull_forward={str(k): float(v) for k, v in doc.get("pull_forward", {}).items()},
         hyperparameters=dict(doc.get("hyperparameters", {})),
         version=doc.get("version"),
         metadata=dict(doc.get("metadata", {})),

@@ -346,8 +346,7 @@ class FastPredictor:
         self._msrp = np.where(msrp > 0, msrp, np.nan)  # scenario_features: amount / MSRP where MSRP > 0
         self._margin = feats[F.UNIT_MARGIN].to_numpy(np.float64)
         self._level = feats[F.CELL_LEVEL].to_numpy(dtype=object)
-        self._ctx_region = feats[F.CONTEXT_REGION].to_numpy(dtype=object)
-        self._ctx_model = feats[F.CONTEXT_MODEL].to_numpy(dtype=object)
+        self._ctx_region, self._ctx_model = F.reported_context(feats)
         # the factor on the answering cell's units: for the cell itself (its share of the coarser
         # row a merged week went to, else 1), and for a pair never published on its own
         self._scale_own = feats[F.CELL_SCALE].to_numpy(np.float64)
@@ -357,6 +356,12 @@ class FastPredictor:
         spec = self.model.spec
         self._bg_treat = np.nan_to_num(feats[list(spec.treat_columns)].to_numpy(np.float64), nan=0.0)
         self._bg_depth = np.nan_to_num(feats[list(spec.depth_columns)].to_numpy(np.float64), nan=0.0)
+        ran = [F.RAN[t] for t in spec.treatments]  # what ran per type, for crowding by its own type
+        self._ran_depth = (
+            np.nan_to_num(feats[ran].to_numpy(np.float64), nan=0.0)
+            if all(c in feats.columns for c in ran)
+            else np.zeros_like(self._bg_depth)
+        )
 
     def _build_pairs(self, pairs: Iterable[tuple[str, str]] | None) -> None:
         wanted = sorted({(str(r), str(m)) for r, m in pairs} if pairs is not None else self._cells)
@@ -437,6 +442,8 @@ class FastPredictor:
         )
         self._rate = F.take_rate_of(np.asarray(allowed, dtype=object), self.model.take_rates)
         self._uptake = self.model.uptake_of(np.asarray(allowed, dtype=object))
+        pf = self.model.pull_forward
+        self._pull_forward = F.pull_forward_of(np.asarray(allowed, dtype=object), pf) if pf else None
         # the column of each kind's own treatment (-1: "none")
         cols = list(spec.treatments)
         self._kind_col = np.asarray([cols.index(k) if k in cols else -1 for k in allowed], dtype=np.int64)
@@ -549,6 +556,9 @@ class FastPredictor:
             tied = beside & (depths == depth[:, None])
             u = self._col_uptake[None, :]
             crowding = np.prod(np.where(richer, 1.0 - u, np.where(tied, 1.0 - u / 2, 1.0)), axis=1)
+            # a richer program of the scenario's own type that ran there (features.crowding)
+            same = self._ran_depth[row[own], col[own]] > depth[own]
+            crowding[own] *= np.where(same, 1.0 - self._col_uptake[col[own]], 1.0)
         treat[own, col[own]] = 1.0
         depths[own, col[own]] = depth[own]
         floats[:n, self._treat_slice] = treat
@@ -590,8 +600,20 @@ class FastPredictor:
             F.INCENTIVE_TYPE: self._kind_names[kind_ids],
             F.INCENTIVE_AMOUNT: amt,
         }
+        pull_forward = None if self._pull_forward is None else self._pull_forward[kind_ids]
         if self._uptake is None:
-            out.update(member_roi_columns(units[:n], units[n:], amt, self._margin[row], self._rate[kind_ids]))
+            out.update(
+                member_roi_columns(
+                    units[:n],
+                    units[n:],
+                    amt,
+                    self._margin[row],
+                    self._rate[kind_ids],
+                    None,
+                    None,
+                    pull_forward,
+                )
+            )
         else:
             out.update(
                 member_roi_columns(
@@ -602,6 +624,7 @@ class FastPredictor:
                     self._rate[kind_ids],
                     self._uptake[kind_ids],
                     units[2 * n :] * crowding[:, None],
+                    pull_forward,
                 )
             )
         out[F.CELL_LEVEL] = self._level[row]

@@ -108,6 +108,12 @@ ANSWER_MODEL = "answer_vehicle_model"
 CELL_SHARE = "cell_share"
 UNKNOWN_SHARE = "unknown_member_share"
 CELL_SCALE = "cell_scale"  # feature rows: the factor on the answering cell's units
+# a fine cell-week k-anonymity merged, filled from its coarser row (fill_merged_weeks):
+# that row's level and cell ("" on every other row)
+FILLED_LEVEL = "filled_from_level"
+FILLED_REGION = "filled_from_region"
+FILLED_MODEL = "filled_from_vehicle_model"
+FILLED_COLUMNS = (FILLED_LEVEL, FILLED_REGION, FILLED_MODEL)
 REGION = "region"  # for super-region levels: the super region
 VEHICLE_MODEL = "vehicle_model"  # for segment levels: the segment
 SEGMENT = "segment"
@@ -151,6 +157,12 @@ HARMONICS: dict[int, tuple[str, str]] = {
 CALENDAR_ALL = (*CALENDAR, *(c for k in range(2, MAX_HARMONICS + 1) for c in HARMONICS[k]))
 INCENTIVE_HISTORY = ("incentive_lag_1", "incentive_mean_4", "weeks_since_incentive")
 WEEKS_SINCE_CAP = 8  # weeks_since_incentive: 1..8, 8 also for "none seen"
+# programs that ended in the weeks before, per type: their run's summed depth
+# (depth x weeks run), over the 1-3 and the 4-6 weeks before (their pull-forward dip)
+ENDED_WINDOWS: dict[str, tuple[int, int]] = {"1_3": (1, 3), "4_6": (4, 6)}
+ENDED: dict[str, tuple[str, ...]] = {
+    t: tuple(f"ended_{t}_{w}" for w in ENDED_WINDOWS) for t in INCENTIVE_TYPES
+}
 # last year's units around the same week, and over the 13 weeks before that
 # week: (weeks in the window, the window's last week counted back from this one)
 LAST_YEAR_WINDOWS: dict[str, tuple[int, int]] = {"units_ly_5": (5, 50), "units_mean_13_ly": (13, 53)}
@@ -183,6 +195,9 @@ class FeatureSpec:
     incentive_history: bool = True  # INCENTIVE_HISTORY columns
     last_year: bool = True  # LAST_YEAR_WINDOWS columns
     background: bool = True  # a served scenario runs on top of the programs that ran (RAN)
+    # ENDED columns: programs that ended in the weeks before, read by the network's dip
+    # (network.PullForwardDip) and netted from the ROI (features.estimate_pull_forward)
+    ended: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -210,6 +225,10 @@ class FeatureSpec:
         return INCENTIVE_HISTORY if self.incentive_history else ()
 
     @property
+    def ended_columns(self) -> tuple[str, ...]:
+        return tuple(c for t in self.treatments for c in ENDED[t]) if self.ended else ()
+
+    @property
     def treat_columns(self) -> tuple[str, ...]:
         return tuple(TREAT[t] for t in self.treatments)
 
@@ -221,7 +240,14 @@ class FeatureSpec:
     def numeric(self) -> tuple[str, ...]:
         """Context and calendar numerics (normalized); the treatment ones are separate."""
         flags = (HAS_LAG_52,) if 52 in self.lags else ()
-        return (*self.cell_numeric, *self.calendar, *self.history, *flags, *self.incentive_history_columns)
+        return (
+            *self.cell_numeric,
+            *self.calendar,
+            *self.history,
+            *flags,
+            *self.incentive_history_columns,
+            *self.ended_columns,
+        )
 
     @property
     def log_columns(self) -> tuple[str, ...]:
@@ -244,6 +270,7 @@ class FeatureSpec:
             incentive_history=bool(d.get("incentive_history", False)),
             last_year=bool(d.get("last_year", False)),
             background=bool(d.get("background", False)),
+            ended=bool(d.get("ended", False)),
             extra=dict(d.get("extra", {})),
         )
 
@@ -388,8 +415,11 @@ def build_context(master: pd.DataFrame, spec: FeatureSpec = DEFAULT_SPEC) -> pd.
     ran = _type_depths(m)
     for t, values in ran.items():
         m[RAN[t]] = values
-    cols = [*key, WEEK_INDEX, UNITS, DEALER_COUNT, "_inc_depth", *attrs, *(RAN[t] for t in ran)]
+    filled = [c for c in FILLED_COLUMNS if c in m.columns]
+    cols = [*key, WEEK_INDEX, UNITS, DEALER_COUNT, "_inc_depth", *attrs, *(RAN[t] for t in ran), *filled]
     g = grid.merge(m[cols], on=[*key, WEEK_INDEX], how="left")
+    for c in filled:  # per week, not carried forward
+        g[c] = g[c].fillna("").astype(str)
     g = g.sort_values([*key, WEEK_INDEX], kind="stable").reset_index(drop=True)
     g[attrs] = g.groupby(key, sort=False)[attrs].ffill()  # a cell's first grid week is observed
     g[WEEK] = pd.Timestamp(EPOCH_MONDAY) + pd.to_timedelta(g[WEEK_INDEX] * 7, unit="D")
@@ -428,13 +458,15 @@ def build_context(master: pd.DataFrame, spec: FeatureSpec = DEFAULT_SPEC) -> pd.
         mean = _window_mean(units, cell, w, end)
         hist[name] = np.where(np.isnan(mean), fallback, mean)
     hist.update(_incentive_history(g["_inc_depth"].to_numpy(np.float64), cell))
+    if spec.ended:
+        hist.update(_ended_programs({t: g[RAN[t]].to_numpy(np.float64) for t in ran}, cell))
     for name, values in hist.items():
         g[name] = values
     ran_cols = [RAN[t] for t in ran]
     g[ran_cols] = g[ran_cols].fillna(0.0)
     g = _attach_shares(g, m)
     share_cols = [ANSWER_REGION, ANSWER_MODEL, CELL_SHARE, UNKNOWN_SHARE]
-    cols = [REGION, VEHICLE_MODEL, WEEK, WEEK_INDEX, *attrs, *hist, *ran_cols, *share_cols]
+    cols = [REGION, VEHICLE_MODEL, WEEK, WEEK_INDEX, *attrs, *hist, *ran_cols, *share_cols, *filled]
     return g[cols]
 
 
@@ -536,6 +568,97 @@ def _cell_shares(m: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return out, (pd.concat(unknown, ignore_index=True) if unknown else empty_u)
 
 
+def program_activity(scenarios: pd.DataFrame) -> pd.DataFrame:
+    """Per fine cell and week, the master's incentive columns of the programs
+    that ran there (``active_<type>``, ``offer_<type>``: the highest amount of
+    the type, as the master marks them) from program scenarios (region,
+    vehicle_model, week_start, incentive_type, incentive_amount: one per
+    program, eligible cell and week, ``programs.program_scenarios``)."""
+    cols = [REGION, VEHICLE_MODEL, WEEK, *INDICATORS.values(), *OFFERS.values()]
+    if scenarios.empty:
+        return pd.DataFrame(columns=cols)
+    sc = scenarios.assign(**{WEEK: to_week(scenarios[WEEK]).to_numpy()})
+    wide = sc.pivot_table(
+        index=[REGION, VEHICLE_MODEL, WEEK], columns=INCENTIVE_TYPE, values=INCENTIVE_AMOUNT, aggfunc="max"
+    )
+    wide = wide.reindex(columns=list(INCENTIVE_TYPES))
+    out = wide.reset_index()[[REGION, VEHICLE_MODEL, WEEK]]
+    for t in INCENTIVE_TYPES:
+        amount = wide[t].to_numpy(np.float64)
+        out[INDICATORS[t]] = (~np.isnan(amount)).astype(np.float64)
+        out[OFFERS[t]] = np.nan_to_num(amount, nan=0.0)
+    return out[cols]
+
+
+def fill_merged_weeks(master: pd.DataFrame, activity: pd.DataFrame) -> pd.DataFrame:
+    """The master with a row for every fine cell-week that k-anonymity merged
+    into a coarser row: its units that row's times the cell's share of it
+    (:func:`_cell_shares`), its own MSRP, margin, segment and super region,
+    and the programs that ran in it (``activity``, :func:`program_activity`:
+    public program data, not dealer data); ``FILLED_COLUMNS`` name the row it
+    came from. The coarser rows stay (they answer cells never published on
+    their own).
+
+    Why: a fine cell-week is published only when enough dealers sold, so a
+    small cell's published weeks are its good ones (selection on the outcome)
+    and a model of them alone overstates its base (+11 %, development seed
+    302). The filled weeks sum to exactly the units the coarser rows
+    published, so the cell's series is complete again, with the right total.
+    The activity has to be the cell's own: a coarser row marks a program when
+    any member had it, and filling with that diluted every lift (measured
+    worse than no fill). Nothing finer than the master is revealed: a filled
+    week is a function of published rows and public programs."""
+    m = normalize_master(master)
+    for c in FILLED_COLUMNS:
+        m[c] = ""
+    if FINE_CELLS not in m.columns or (m[CELL_LEVEL] == FINEST_LEVEL).all():
+        return m
+    m[WEEK_INDEX] = _week_index(m[WEEK])
+    redirects, _ = _cell_shares(m)
+    if redirects.empty:
+        return m.drop(columns=WEEK_INDEX)
+    coarse = m[m[CELL_LEVEL] != FINEST_LEVEL]
+    source = coarse[[REGION, VEHICLE_MODEL, WEEK_INDEX, WEEK, CELL_LEVEL, UNITS]].rename(
+        columns={REGION: ANSWER_REGION, VEHICLE_MODEL: ANSWER_MODEL, UNITS: "_coarse_units"}
+    )
+    for c in (MASTER_SHARE, MASTER_AMOUNT):
+        if c in coarse.columns:
+            source[c] = coarse[c].to_numpy()
+    source["_n"] = coarse[FINE_CELLS].astype(np.float64).to_numpy()
+    rows = redirects.merge(source, on=[ANSWER_REGION, ANSWER_MODEL, WEEK_INDEX])
+    # a serving share keeps room for one never-published member; where every member that sold
+    # is a known cell (fine_cells <= the known members), the known ones hold all the units
+    grp = rows.groupby([ANSWER_REGION, ANSWER_MODEL, WEEK_INDEX], sort=False)[CELL_SHARE]
+    known, total = grp.transform("size").to_numpy(), grp.transform("sum").to_numpy()
+    every = rows["_n"].to_numpy() <= known
+    rows[CELL_SHARE] = np.where(
+        every & (total > 0), rows[CELL_SHARE] / np.where(total > 0, total, 1), rows[CELL_SHARE]
+    )
+    fine = m[m[CELL_LEVEL] == FINEST_LEVEL]
+    attrs = fine.groupby([REGION, VEHICLE_MODEL], sort=False)[
+        [SEGMENT, SUPER_REGION, MSRP, UNIT_MARGIN]
+    ].last()
+    rows = rows.merge(attrs.reset_index(), on=[REGION, VEHICLE_MODEL])
+    rows[UNITS] = rows["_coarse_units"] * rows[CELL_SHARE]
+    rows[FINE_CELLS] = 1
+    rows[DEALER_COUNT] = np.nan
+    rows[FILLED_LEVEL] = rows[CELL_LEVEL]
+    rows[FILLED_REGION] = rows[ANSWER_REGION]
+    rows[FILLED_MODEL] = rows[ANSWER_MODEL]
+    rows[CELL_LEVEL] = FINEST_LEVEL
+    act = activity.assign(**{WEEK: to_week(activity[WEEK]).to_numpy()}) if len(activity) else activity
+    act_cols = [c for c in (*INDICATORS.values(), *OFFERS.values()) if c in m.columns]
+    if len(act):
+        rows = rows.merge(
+            act[[REGION, VEHICLE_MODEL, WEEK, *act_cols]], on=[REGION, VEHICLE_MODEL, WEEK], how="left"
+        )
+    for c in act_cols:
+        rows[c] = rows[c].astype(np.float64).fillna(0.0) if c in rows.columns else 0.0
+    keep = [c for c in m.columns if c in rows.columns and c != WEEK_INDEX]
+    out = pd.concat([m.drop(columns=WEEK_INDEX), rows[keep]], ignore_index=True)
+    return out.sort_values([CELL_LEVEL, REGION, VEHICLE_MODEL, WEEK], kind="stable").reset_index(drop=True)
+
+
 def _attach_shares(g: pd.DataFrame, m: pd.DataFrame) -> pd.DataFrame:
     """The context grid with the columns of :func:`_cell_shares`: a fine
     cell's merged week names its answering cell (``ANSWER_*``, else empty) and
@@ -621,6 +744,48 @@ def _incentive_history(depth: np.ndarray, cell: np.ndarray) -> dict[str, np.ndar
         "incentive_mean_4": mean4,
         "weeks_since_incentive": np.clip(since, 1, WEEKS_SINCE_CAP).astype(np.float64),
     }
+
+
+def _ended_programs(ran: Mapping[str, np.ndarray], cell: np.ndarray) -> dict[str, np.ndarray]:
+    """Per type, the programs that ended in the weeks before each grid row
+    (``ENDED``): the run's summed depth (depth x its weeks), at the weeks after
+    its last one that each window covers; 0 where none ended.
+
+    Why: a program borrows buyers from the weeks after it (its pull-forward
+    dip). With only ``INCENTIVE_HISTORY`` the base cannot tell the third week
+    of a program (lags inflated by the lift, no dip) from the week after one
+    (the same lags, a dip), and it averaged the two: the baseline during a
+    program came out too low and the lift too high by the dip (1.28x the true
+    gross lift with every cell-week published, development seed 302). With the
+    ended programs apart, the dip is where it belongs, and
+    ``features.estimate_pull_forward`` reads the share of the extra units
+    that each type borrows from the model."""
+    n = len(cell)
+    same_next = np.zeros(n, dtype=bool)
+    same_next[:-1] = cell[1:] == cell[:-1]
+    out: dict[str, np.ndarray] = {}
+    for t in INCENTIVE_TYPES:
+        cols = ENDED[t]
+        if t not in ran:
+            for c in cols:
+                out[c] = np.zeros(n)
+            continue
+        d = np.nan_to_num(ran[t], nan=0.0)
+        on = d > 0
+        nxt = np.zeros(n)
+        nxt[:-1] = d[1:]
+        ends = on & ~((nxt > 0) & same_next)
+        # summed depth of the run that ends at each row: a cumulative sum reset where the run starts
+        csum = np.cumsum(d)
+        start = on & ~np.r_[False, on[:-1] & (cell[1:] == cell[:-1])]
+        before = pd.Series(np.where(start, csum - d, np.nan)).ffill().fillna(0.0).to_numpy()
+        ended = np.where(ends, csum - before, 0.0)
+        for c, (lo, hi) in zip(cols, ENDED_WINDOWS.values(), strict=True):
+            acc = np.zeros(n)
+            for k in range(lo, hi + 1):
+                acc += np.nan_to_num(_group_shift(ended, cell, k), nan=0.0)
+            out[c] = acc
+    return out
 
 
 # --------------------------------------------------------------------------- scenarios
@@ -748,7 +913,12 @@ def crowding(frame: pd.DataFrame, uptake: Mapping[str, float]) -> np.ndarray:
     """Per served feature row, the share of the regular buyers still free to
     take the scenario's incentive: a program beside it that pays more is taken
     first, by its uptake share, ``prod (1 - uptake_q)`` over those; one that
-    pays the same goes first or second with even odds (``1 - uptake_q / 2``)."""
+    pays the same goes first or second with even odds (``1 - uptake_q / 2``).
+    A richer program of the scenario's own type that ran there (its ``RAN``
+    depth above the scenario's) goes first too: two programs of one type
+    often overlap (a regional and a national cash rebate), and without this
+    the poorer one was charged as if it had every taker (its take 0.90
+    against the truth's 0.77 for cash rebates, development seed 301)."""
     kind = frame[INCENTIVE_TYPE].astype(str).to_numpy()
     own = frame[INCENTIVE_DEPTH].to_numpy(np.float64)
     out = np.ones(len(frame))
@@ -758,7 +928,26 @@ def crowding(frame: pd.DataFrame, uptake: Mapping[str, float]) -> np.ndarray:
             out *= np.where(
                 other > own, 1.0 - uptake[t], np.where((other == own) & (other > 0), 1.0 - uptake[t] / 2, 1.0)
             )
+            if RAN[t] in frame.columns:  # a richer program of the scenario's own type ran there
+                same = np.where(kind == t, np.nan_to_num(frame[RAN[t]].to_numpy(np.float64)), 0.0)
+                out *= np.where(same > own, 1.0 - uptake[t], 1.0)
     return out
+
+
+def reported_context(feats: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The context cell an answer names: the cell whose context row answered
+    (``CONTEXT_*``, which the network's embeddings read), or, for a week
+    filled from a coarser row (:func:`fill_merged_weeks`), that row, whose
+    units the answer comes from."""
+    region = feats[CONTEXT_REGION].to_numpy(dtype=object)
+    model = feats[CONTEXT_MODEL].to_numpy(dtype=object)
+    if FILLED_REGION not in feats.columns:
+        return region, model
+    was = feats[FILLED_REGION].fillna("").astype(str).to_numpy() != ""
+    return (
+        np.where(was, feats[FILLED_REGION].to_numpy(dtype=object), region),
+        np.where(was, feats[FILLED_MODEL].to_numpy(dtype=object), model),
+    )
 
 
 def _resolve_cells(pairs: pd.DataFrame, context: pd.DataFrame) -> pd.DataFrame:
@@ -856,6 +1045,9 @@ def scenario_features(
             s[TREAT[t]] = np.where(beside, 1.0, s[TREAT[t]].to_numpy())
             s[DEPTH[t]] = np.where(beside, ran, s[DEPTH[t]].to_numpy())
     s = s.rename(columns={"_r": CONTEXT_REGION, "_m": CONTEXT_MODEL})
+    if FILLED_LEVEL in s.columns:  # a week filled from a coarser row: report that row's level
+        was = s[FILLED_LEVEL].fillna("").astype(str).to_numpy() != ""
+        s[CELL_LEVEL] = np.where(was, s[FILLED_LEVEL], s[CELL_LEVEL])
     missing = [c for c in spec.numeric if c not in s.columns]
     if missing:
         raise KeyError(f"context table lacks feature columns {missing}")
@@ -934,10 +1126,56 @@ def estimate_uptake(frame: pd.DataFrame, predicted: Any, baseline: Any) -> dict[
     return out
 
 
+def estimate_pull_forward(
+    predict_fn: Callable[[pd.DataFrame], Any], frame: pd.DataFrame, spec: FeatureSpec = DEFAULT_SPEC
+) -> dict[str, float]:
+    """The share of an incentive's extra units that it borrows from the weeks
+    after it (its pull-forward), read from the model: the units that ended
+    programs take from the following weeks (the rows with ``ENDED`` columns
+    as they are against zeroed) over the units programs add while they run
+    (the rows where a type is on, against the same rows with it off), summed
+    over every type. One share for every type that ran (clipped to 0..0.9).
+
+    Why one: per type, the ratio rests on the few programs of that type that
+    ended in the data; on a small world (8 cells) it read 0.9 for three types
+    whose truth is 0.10-0.25, and the served lift collapsed with it. The
+    pooled ratio rests on every program. Empty without the ``ENDED`` columns.
+
+    The ROI counts an incentive's units net of this share (DESIGN.md): the
+    buyers it pulled forward would have bought a few weeks later anyway."""
+    if not spec.ended or not all(c in frame.columns for c in spec.ended_columns):
+        return {}
+    units = np.asarray(predict_fn(frame), np.float64).reshape(len(frame))
+    gross, types = 0.0, []
+    for t in spec.treatments:
+        on = frame[TREAT[t]].to_numpy(np.float64) > 0
+        if not on.any():
+            continue
+        off = frame[on].copy()
+        off[TREAT[t]] = 0.0
+        off[DEPTH[t]] = 0.0
+        gross += float((units[on] - np.asarray(predict_fn(off), np.float64).reshape(-1)).sum())
+        types.append(t)
+    cols = list(spec.ended_columns)
+    ended = frame[cols].to_numpy(np.float64).any(axis=1)
+    if gross <= 0 or not ended.any():
+        return {}
+    undipped = frame[ended].copy()
+    undipped[cols] = 0.0
+    dip = float((np.asarray(predict_fn(undipped), np.float64).reshape(-1) - units[ended]).sum())
+    share = float(np.clip(dip / gross, 0.0, 0.9))
+    return dict.fromkeys(types, share)
+
+
 def uptake_of(types: pd.Series | np.ndarray, uptake: Mapping[str, float]) -> np.ndarray:
     """The uptake of each row's incentive type (the mean of the others where none was measured)."""
     default = float(np.mean(list(uptake.values()))) if uptake else 1.0
     return np.array([uptake.get(str(t), default) for t in types], dtype=np.float64)
+
+
+def pull_forward_of(types: pd.Series | np.ndarray, pull_forward: Mapping[str, float]) -> np.ndarray:
+    """The pull-forward share of each row's incentive type (0 where none was read: ``"none"``)."""
+    return np.array([pull_forward.get(str(t), 0.0) for t in types], dtype=np.float64)
 
 
 def take_rate_of(types: pd.Series | np.ndarray, rates: Mapping[str, float]) -> np.ndarray:

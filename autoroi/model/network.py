@@ -54,6 +54,7 @@ K_SCALE = 10.0  # k = softplus(.) x K_SCALE: depths are a few percent, useful k 
 LIFT_LEVEL_BIAS = -1.5  # initial max lift about softplus(-1.5) = 0.2
 LIFT_RATE_BIAS = 1.0  # initial k = softplus(1) x 10 = 13
 MAX_LOG_RATE = 20.0
+DIP_BIAS = -6.0  # initial dip weight softplus(-6) = 0.0025 per standard deviation: no dip until learned
 
 DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
     "layers": 2,
@@ -130,6 +131,55 @@ class IncentiveLift(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="autoroi")
+class LeadingColumns(layers.Layer):
+    """The first ``n`` columns of a matrix (the numeric features the base reads)."""
+
+    def __init__(self, n: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.n = int(n)
+
+    def call(self, inputs: Any) -> Any:
+        return inputs[:, : self.n]
+
+    def compute_output_shape(self, input_shape: Any) -> tuple[Any, int]:
+        return (input_shape[0], self.n)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "n": self.n}
+
+
+@keras.saving.register_keras_serializable(package="autoroi")
+class PullForwardDip(layers.Layer):
+    """Log of the dip that ended programs leave, ``-sum_j softplus(w_j) x x_j``
+    over the last ``n`` numeric columns (``features.ENDED``, normalized).
+
+    Why a layer of its own, outside the base: with the ended-program columns
+    among the base's inputs, its MLP could use them for anything, and on a
+    small world (8 cells) it did: the lift halved and the pull-forward read
+    0.75 where the truth has 0.20-0.25. Here more ended-program depth can only
+    lower the units, by one non-negative weight per column."""
+
+    def __init__(self, n: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.n = int(n)
+
+    def build(self, input_shape: Any) -> None:
+        self.w = self.add_weight(
+            shape=(self.n,), initializer=keras.initializers.Constant(DIP_BIAS), name="dip_weight"
+        )
+
+    def call(self, inputs: Any) -> Any:
+        ended = inputs[:, -self.n :]
+        return -ops.sum(ended * ops.softplus(self.w), axis=1, keepdims=True)
+
+    def compute_output_shape(self, input_shape: Any) -> tuple[Any, int]:
+        return (input_shape[0], 1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "n": self.n}
+
+
+@keras.saving.register_keras_serializable(package="autoroi")
 class ExpRate(layers.Layer):
     """``exp(base_log + lift_log)``, clipped in log space."""
 
@@ -141,7 +191,12 @@ class ExpRate(layers.Layer):
         return input_shape[0]
 
 
-CUSTOM_OBJECTS = {"IncentiveLift": IncentiveLift, "ExpRate": ExpRate}
+CUSTOM_OBJECTS = {
+    "IncentiveLift": IncentiveLift,
+    "ExpRate": ExpRate,
+    "LeadingColumns": LeadingColumns,
+    "PullForwardDip": PullForwardDip,
+}
 
 
 def build_network(
@@ -153,6 +208,7 @@ def build_network(
     init_log_rate: float = 0.0,
     decay_steps: int | None = None,
     compile: bool = True,
+    n_dip: int = 0,
 ) -> keras.Model:
     """The functional model; inputs are named as ``Preprocessor.transform`` names them.
     With ``decay_steps`` (the training's batches in all), the learning rate
@@ -171,7 +227,9 @@ def build_network(
     depth = keras.Input(shape=(n_treatments,), name=DEPTH_INPUT)
 
     cell = layers.Concatenate(name="cell")(emb) if len(emb) > 1 else emb[0]
-    base_in = layers.Concatenate(name="base_in")([cell, numeric])
+    # the last n_dip numeric columns are the ended programs' (PullForwardDip), not the base's
+    base_numeric = LeadingColumns(n_numeric - n_dip, name="base_numeric")(numeric) if n_dip else numeric
+    base_in = layers.Concatenate(name="base_in")([cell, base_numeric])
     h = base_in
     for i in range(p["layers"]):
         h = layers.Dense(p["units"], activation="relu", name=f"base_{i}")(h)
@@ -182,6 +240,8 @@ def build_network(
     # features, as a Poisson GLM; the deep part adds the interactions
     wide = layers.Dense(1, use_bias=False, kernel_initializer="zeros", name="base_wide")(base_in)
     base_log = layers.Add(name="base_log")([deep, wide])
+    if n_dip:
+        base_log = layers.Add(name="base_after_dip")([base_log, PullForwardDip(n_dip, name="dip")(numeric)])
     lift_log = IncentiveLift(n_treatments, p["lift_units"], name="lift")([cell, treat, depth])
     rate = ExpRate(name="units")([base_log, lift_log])
 

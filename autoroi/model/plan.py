@@ -19,7 +19,7 @@ def score_options(model: Any, scenarios: pd.DataFrame) -> tuple[pd.DataFrame, np
     """``scenarios`` with the served columns, and each member's profit and
     cost, ``(rows, members)``. ``model`` is a ``RoiModel``."""
     feats = model.features(scenarios[list(F.SCENARIO_FIELDS)])
-    mu = member_units(model.predict_members, feats, model.take_rates, model.uptake)
+    mu = member_units(model.predict_members, feats, model.take_rates, model.uptake, model.pull_forward)
     profit, cost = mu.money()
     served = pd.DataFrame(mu.columns(), index=scenarios.index)
     if F.CELL_LEVEL in feats.columns:

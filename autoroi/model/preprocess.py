@@ -55,6 +55,11 @@ class Preprocessor:
         return np.nan_to_num(x, nan=0.0)
 
     @property
+    def n_ended(self) -> int:
+        """The ended-program columns, last among the numeric ones (the network's dip)."""
+        return len(self.spec.ended_columns)
+
+    @property
     def vocab_sizes(self) -> dict[str, int]:
         """Embedding rows per categorical: the vocabulary plus the OOV bucket."""
         return {c: len(v) + 1 for c, v in self.vocabularies.items()}

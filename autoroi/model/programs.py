@@ -87,6 +87,18 @@ def program_scenarios(tables: Mapping[str, Any], first_week: Any, last_week: Any
     return out[cols].sort_values(["program_id", F.REGION, F.VEHICLE_MODEL, F.WEEK]).reset_index(drop=True)
 
 
+def filled_master(master: pd.DataFrame, tables: Mapping[str, Any] | None) -> pd.DataFrame:
+    """The master a model trains on: its fine weeks merged by k-anonymity
+    filled from their coarser rows with the programs that ran in them
+    (``features.fill_merged_weeks``), or the master as it is without the
+    program tables (:data:`PROGRAM_TABLES`)."""
+    if not tables or set(PROGRAM_TABLES) - set(tables):
+        return master
+    weeks = F.to_week(master[F.WEEK])
+    activity = F.program_activity(program_scenarios(tables, weeks.min(), weeks.max()))
+    return F.fill_merged_weeks(master, activity)
+
+
 def program_roi(model: Any, scenarios: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """Per program, the sums of :func:`program_scenarios`' rows as ``model``
     (a ``RoiModel``) answers them, with the program's ROI and interval
@@ -108,7 +120,7 @@ def program_roi(model: Any, scenarios: pd.DataFrame) -> tuple[pd.DataFrame, int]
         return pd.DataFrame(columns=list(PROGRAM_COLUMNS)), skipped
     rows = pd.concat([r for r, _ in parts], ignore_index=True)
     feats = pd.concat([f for _, f in parts], ignore_index=True)
-    mu = member_units(model.predict_members, feats, model.take_rates, model.uptake)
+    mu = member_units(model.predict_members, feats, model.take_rates, model.uptake, model.pull_forward)
     cols = mu.columns()
     profit, cost = mu.money()
     rows = rows.assign(

@@ -20,6 +20,13 @@ since issue 12 passes ``uptake`` instead: every buyer the incentive brings in
 takes it, plus a share of those who would have bought anyway, so that the
 units under it are ``incremental_units + uptake x baseline_units``.
 
+A model trained with the ended-program features also passes ``pull_forward``,
+the share of an incentive's extra units that it borrows from the weeks after
+it (``features.estimate_pull_forward``): ``incremental_units`` are then net of
+it, ``(predicted_units - baseline_units) x (1 - pull_forward)``, as DESIGN.md
+defines the ROI, while the cost still counts every buyer the incentive
+brought in (the pulled-forward ones took it too).
+
 ROI is undefined where the cost is zero (no incentive, a zero amount, zero
 predicted units): ``roi`` is NaN there, and ``None`` in JSON
 (:func:`roi_records`). The ground truth of the simulator writes
@@ -73,6 +80,7 @@ def roi_columns(
     take_rate: ArrayLike = 1.0,
     uptake: ArrayLike | None = None,
     regular_units: ArrayLike | None = None,
+    pull_forward: ArrayLike | None = None,
 ) -> dict[str, np.ndarray]:
     """The formula of the module docstring, element-wise on arrays (scalars
     broadcast): the columns of :data:`ROI_COLUMNS` as float64 arrays, ``roi``
@@ -99,14 +107,15 @@ def roi_columns(
         regular = base if regular_units is None else _f64(regular_units, n)
         if not (len(up) == len(regular) == n):
             raise ValueError("roi_frame: inputs must have the same length (or be scalars)")
+    pf = None if pull_forward is None else _f64(pull_forward, n)
     # the same arithmetic as every ensemble member's: one member
     profit, cost, roi = _member_roi(
-        pred[:, None], base[:, None], amt, margin, rate, up, None if regular is None else regular[:, None]
+        pred[:, None], base[:, None], amt, margin, rate, up, None if regular is None else regular[:, None], pf
     )
     return {
         "predicted_units": pred,
         "baseline_units": base,
-        "incremental_units": pred - base,
+        "incremental_units": (pred - base) * (1.0 if pf is None else 1.0 - pf),
         "incentive_cost": cost[:, 0],
         "incremental_profit": profit[:, 0],
         "roi": roi[:, 0],
@@ -121,11 +130,21 @@ def roi_frame(
     take_rate: ArrayLike = 1.0,
     uptake: ArrayLike | None = None,
     regular_units: ArrayLike | None = None,
+    pull_forward: ArrayLike | None = None,
 ) -> pd.DataFrame:
     """Counterfactual ROI, element-wise; scalars broadcast. Returns the columns
     of :data:`ROI_COLUMNS` (float64), ``roi`` NaN where the cost is zero."""
     return pd.DataFrame(
-        roi_columns(predicted_units, baseline_units, amount, unit_margin, take_rate, uptake, regular_units)
+        roi_columns(
+            predicted_units,
+            baseline_units,
+            amount,
+            unit_margin,
+            take_rate,
+            uptake,
+            regular_units,
+            pull_forward,
+        )
     )
 
 
@@ -190,6 +209,7 @@ def _member_roi(
     take_rate: np.ndarray,
     uptake: np.ndarray | None,
     regular: np.ndarray | None,
+    pull_forward: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The formula of the module docstring for every member at once: profit,
     cost and ROI, ``(rows, members)`` (units ``(rows, members)``, the rest
@@ -201,6 +221,8 @@ def _member_roi(
     else:
         reg = baseline if regular is None else regular
         cost = amt * (np.clip(incremental, 0.0, None) + uptake[:, None] * reg) * (predicted > 0)
+    if pull_forward is not None:  # net of the buyers borrowed from the weeks after
+        incremental = incremental * (1.0 - pull_forward[:, None])
     profit = incremental * margin - cost
     with np.errstate(divide="ignore", invalid="ignore"):
         roi = np.where(cost != 0, profit / np.where(cost != 0, cost, 1.0), np.nan)
@@ -220,6 +242,7 @@ class MemberUnits:
     unit_margin: np.ndarray
     take_rate: np.ndarray
     uptake: np.ndarray | None
+    pull_forward: np.ndarray | None = None
 
     def columns(self) -> dict[str, np.ndarray]:
         return member_roi_columns(
@@ -230,6 +253,7 @@ class MemberUnits:
             self.take_rate,
             self.uptake,
             self.regular,
+            self.pull_forward,
         )
 
     def money(self) -> tuple[np.ndarray, np.ndarray]:
@@ -243,6 +267,7 @@ class MemberUnits:
             self.take_rate,
             self.uptake,
             self.regular,
+            self.pull_forward,
         )
         return profit, cost
 
@@ -252,6 +277,7 @@ def member_units(
     feats: pd.DataFrame,
     take_rates: Mapping[str, float],
     uptake: Mapping[str, float] | None = None,
+    pull_forward: Mapping[str, float] | None = None,
 ) -> MemberUnits:
     """Served feature rows (``features.scenario_features``) through the
     network: units with the scenario, without it (the programs that ran beside
@@ -275,6 +301,7 @@ def member_units(
         unit_margin=feats[F.UNIT_MARGIN].to_numpy(np.float64),
         take_rate=F.take_rate_of(kind, take_rates),
         uptake=F.uptake_of(kind, uptake) if uptake else None,
+        pull_forward=F.pull_forward_of(kind, pull_forward) if pull_forward else None,
     )
 
 
@@ -283,13 +310,14 @@ def score_features(
     feats: pd.DataFrame,
     take_rates: Mapping[str, float],
     uptake: Mapping[str, float] | None = None,
+    pull_forward: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """The ROI columns and the interval of served feature rows
     (:func:`member_units`): the point estimate is the ROI of the members' mean
     units, the interval comes from each member's own ROI
     (:func:`roi_interval`). The one place the reference path, the backtest and
     the reports turn feature rows into ROI."""
-    return pd.DataFrame(member_units(predict_fn, feats, take_rates, uptake).columns())
+    return pd.DataFrame(member_units(predict_fn, feats, take_rates, uptake, pull_forward).columns())
 
 
 def member_roi_columns(
@@ -300,12 +328,20 @@ def member_roi_columns(
     take_rate: ArrayLike,
     uptake: ArrayLike | None = None,
     regular: np.ndarray | None = None,
+    pull_forward: ArrayLike | None = None,
 ) -> dict[str, np.ndarray]:
     """:func:`roi_columns` of the members' mean units plus :func:`roi_interval`
     from each member's ROI (units ``(rows, members)``): the served columns."""
     mean_regular = None if regular is None else regular.mean(axis=1)
     out = roi_columns(
-        predicted.mean(axis=1), baseline.mean(axis=1), amount, unit_margin, take_rate, uptake, mean_regular
+        predicted.mean(axis=1),
+        baseline.mean(axis=1),
+        amount,
+        unit_margin,
+        take_rate,
+        uptake,
+        mean_regular,
+        pull_forward,
     )
     n = len(out["roi"])
     if predicted.shape[1] > 1:
@@ -317,6 +353,7 @@ def member_roi_columns(
             _f64(take_rate, n),
             None if uptake is None else _f64(uptake, n),
             regular,
+            None if pull_forward is None else _f64(pull_forward, n),
         )
     else:
         each = out["roi"][:, None]

@@ -93,6 +93,7 @@ def fit_units_model(
         p,
         init_log_rate=init_log_rate(train),
         decay_steps=decay_steps_for(len(train), p["batch_size"], epochs),
+        n_dip=prep.n_ended,
     )
     stop = DeadlineCallback(deadline)
     cbs: list[keras.callbacks.Callback] = [stop, *callbacks]
@@ -193,6 +194,7 @@ def train_model(
         context=F.build_context(master, spec),
         take_rates=F.estimate_take_rates(frame),
         uptake=F.estimate_uptake(frame, pred, base),
+        pull_forward=F.estimate_pull_forward(mean_units, frame, spec),
         hyperparameters=fits[0].hyperparameters,
         version=version,
         metadata={

@@ -136,6 +136,7 @@ class _UnitsHyperModel(kt.HyperModel):
             p,
             init_log_rate=self.log_rate,
             decay_steps=decay_steps_for(self.rows, p["batch_size"], self.epochs),
+            n_dip=self.prep.n_ended,
         )
 
     def fit(self, hp: kt.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any) -> Any:

@@ -39,16 +39,14 @@ MERGED_WEEKS = slice(60, 70)
 
 
 @functools.lru_cache(maxsize=1)
-def multi_level_model() -> Any:
-    """The tests' trained network with a context whose cells sit at every
-    level, as k-anonymity merges them: Northeast/Forge 1500 only inside
-    East/truck (super_region_segment), Pacific/Volta inside West/Volta
+def multi_level_master() -> pd.DataFrame:
+    """The tests' simulated master with cells at every level, as k-anonymity
+    merges them: Northeast/Forge 1500 only inside East/truck
+    (super_region_segment), Pacific/Volta inside West/Volta
     (super_region_model), Pacific/Kestrel inside Pacific/suv (region_segment),
     the rest at the finest level."""
-    from autoroi.model.artifact import RoiModel
-    from tests.model_tables import simulated_master, trained_model
+    from tests.model_tables import simulated_master
 
-    base = trained_model()
     master, _ = simulated_master()
     m = master.copy()
 
@@ -71,7 +69,17 @@ def multi_level_model() -> Any:
         2,
     ]
     m.loc[rows, F.UNITS] = m.loc[rows, F.UNITS] + 3
-    context = F.build_context(m, base.spec)
+    return m
+
+
+@functools.lru_cache(maxsize=1)
+def multi_level_model() -> Any:
+    """The tests' trained network with the context of :func:`multi_level_master`."""
+    from autoroi.model.artifact import RoiModel
+    from tests.model_tables import trained_model
+
+    base = trained_model()
+    context = F.build_context(multi_level_master(), base.spec)
     return RoiModel(
         network=base.network,
         preprocessor=base.preprocessor,
@@ -214,6 +222,48 @@ def test_a_merged_week_is_answered_by_its_coarser_row_scaled_to_the_cell() -> No
     )
     assert own[F.CONTEXT_REGION].iloc[0] == "Northeast" and own[F.CELL_LEVEL].iloc[0] == "region_model"
     assert_same(fast.predict(*columns(s)), want)
+
+
+@functools.lru_cache(maxsize=1)
+def dip_model() -> Any:
+    """A network with the ended-program features and their dip
+    (``FeatureSpec(ended=True)``), trained on :func:`multi_level_master` with
+    Northeast/Pico's merged weeks filled (``features.fill_merged_weeks``, its
+    programs as the simulated master had them), a pull-forward share set."""
+    from autoroi.model.train import train_model
+    from tests.model_tables import TINY_HP, simulated_master
+
+    master, _ = simulated_master()
+    pico = master[(master[F.REGION] == "Northeast") & (master[F.VEHICLE_MODEL] == "Pico")]
+    activity = pico[[F.REGION, F.VEHICLE_MODEL, F.WEEK, *F.INDICATORS.values(), *F.OFFERS.values()]]
+    filled = F.fill_merged_weeks(multi_level_master(), activity)
+    model = train_model(filled, TINY_HP, epochs=2, seed=3, members=2, spec=F.FeatureSpec(ended=True))
+    model.pull_forward = dict.fromkeys(model.metadata["incentive_types_seen"], 0.2)
+    return model
+
+
+def test_a_model_with_the_dip_nets_the_pull_forward_and_the_fast_path_agrees() -> None:
+    from autoroi.model.fastpath import FastPredictor
+
+    model = dip_model()
+    assert model.spec.ended and F.ENDED["cash_rebate"][0] in model.context.columns
+    fast = FastPredictor.build(model, pairs=vocabulary(model).pairs, first_week=MIN_WEEK, last_week=MAX_WEEK)
+    s = scenario_grid(model)
+    want = model.predict(s)
+    assert_same(fast.predict(*columns(s)), want)
+    gross = want["predicted_units"] - want["baseline_units"]
+    share = np.where(want[F.INCENTIVE_TYPE] == F.NO_INCENTIVE, 0.0, 0.2)
+    np.testing.assert_allclose(want["incremental_units"], gross * (1 - share), rtol=1e-9, atol=1e-12)
+    # a week k-anonymity merged is answered from the cell's own filled row, and says where it came from
+    week = pd.Timestamp(sorted(multi_level_master()[F.WEEK].unique())[MERGED_WEEKS][3]).date().isoformat()
+    one = pd.DataFrame([("Northeast", "Pico", week, "cash_rebate", 1500.0)], columns=list(F.SCENARIO_FIELDS))
+    got = model.predict(one).iloc[0]
+    assert (got[F.CELL_LEVEL], got[F.CONTEXT_REGION], got[F.CONTEXT_MODEL]) == (
+        "super_region_model",
+        "East",
+        "Pico",
+    )
+    assert_same(fast.predict(*columns(one)), model.predict(one))
 
 
 def test_fast_path_on_the_served_artifact(roi_artifact: Path) -> None:

@@ -363,6 +363,88 @@ def test_crowding_by_richer_programs_beside():
     np.testing.assert_allclose(got, [0.1 * 0.75, 1.0, 1.0, (1 - 0.45) * (1 - 0.125)])
 
 
+def test_a_richer_program_of_the_same_type_goes_first():
+    # week 10 (2024-03-11) ran a cash rebate and a loyalty program at 2,000 each
+    ctx = F.build_context(tiny_master())
+    feats = F.scenario_features(
+        pd.concat(
+            [
+                scenario(**{F.WEEK: "2024-03-11", F.INCENTIVE_TYPE: "cash_rebate", F.INCENTIVE_AMOUNT: 1000}),
+                scenario(**{F.WEEK: "2024-03-11", F.INCENTIVE_TYPE: "cash_rebate", F.INCENTIVE_AMOUNT: 2000}),
+                scenario(**{F.WEEK: "2024-03-11", F.INCENTIVE_TYPE: "cash_rebate", F.INCENTIVE_AMOUNT: 2500}),
+            ]
+        ),
+        ctx,
+    )
+    got = F.crowding(feats, {"cash_rebate": 0.9, "loyalty": 0.25})
+    # $1,000 under the $2,000 cash rebate (90 % of the regular buyers) and the $2,000 loyalty (25 %);
+    # at $2,000 the cash rebate that ran is the scenario itself: only the tie with loyalty
+    np.testing.assert_allclose(got, [0.1 * 0.75, 1 - 0.125, 1.0])
+
+
+def test_merged_weeks_filled_from_their_coarser_row():
+    # North/Alpha's weeks 20-29 went into an "All"/"suv" row (super region x segment) with
+    # South/Beta's: that row holds both cells' units; the cells' shares are their published means
+    m = tiny_master()
+    m[F.FINE_CELLS] = 1
+    for t in F.INCENTIVE_TYPES:
+        m[F.OFFERS[t]] = np.where(m[F.INDICATORS[t]] > 0, m[F.MASTER_AMOUNT], 0.0)
+    merged = m[F.WEEK].isin([MONDAY + dt.timedelta(weeks=w) for w in range(20, 30)])
+    coarse = (
+        m[merged]
+        .groupby(F.WEEK, as_index=False)
+        .agg(**{F.UNITS: (F.UNITS, "sum"), F.MASTER_AMOUNT: (F.MASTER_AMOUNT, "max")})
+        .assign(
+            **{
+                F.CELL_LEVEL: "super_region_segment",
+                F.REGION: "All",
+                F.VEHICLE_MODEL: "suv",
+                F.SEGMENT: "suv",
+                F.SUPER_REGION: "All",
+                F.DEALER_COUNT: 11,
+                F.MSRP: 40_000.0,
+                F.UNIT_MARGIN: 3_000.0,
+                F.FINE_CELLS: 2,
+                **{c: 1 for c in F.INDICATORS.values()},  # some member had every type
+            }
+        )
+    )
+    published = pd.concat([m[~merged], coarse], ignore_index=True)
+    # North/Alpha really ran an APR subsidy of 1,000 in week 25, nothing else
+    week25 = pd.Timestamp(MONDAY + dt.timedelta(weeks=25))
+    programs = pd.DataFrame(
+        [("North", "Alpha", week25, "apr_subsidy", 1000.0)], columns=list(F.SCENARIO_FIELDS)
+    )
+    filled = F.fill_merged_weeks(published, F.program_activity(programs))
+    new = filled[filled[F.FILLED_LEVEL] != ""]
+    assert len(new) == 20 and set(new[F.CELL_LEVEL]) == {F.FINEST_LEVEL}
+    assert set(zip(new[F.FILLED_REGION], new[F.FILLED_MODEL], strict=True)) == {("All", "suv")}
+    # the filled weeks hold exactly the units the coarser rows published, split by the shares
+    assert new[F.UNITS].sum() == pytest.approx(coarse[F.UNITS].sum())
+    north = new[new[F.REGION] == "North"]
+    south_mean = m[~merged & (m[F.REGION] == "South")][F.UNITS].mean()
+    north_mean = m[~merged & (m[F.REGION] == "North")][F.UNITS].mean()
+    share = north_mean / (north_mean + south_mean)
+    np.testing.assert_allclose(north[F.UNITS], coarse[F.UNITS].to_numpy() * share)
+    # the cell's own programs, not the coarser row's
+    on = north[F.INDICATORS["apr_subsidy"]] > 0
+    assert pd.to_datetime(north.loc[on, F.WEEK]).tolist() == [week25]
+    assert north.loc[on, F.OFFERS["apr_subsidy"]].tolist() == [1000.0]
+    assert (north[F.INDICATORS["cash_rebate"]] == 0).all()
+    # the published rows are untouched, the coarser rows stay
+    assert (filled[F.CELL_LEVEL] == "super_region_segment").sum() == len(coarse)
+    assert len(filled) == len(published) + 20
+    # served: a filled week answers from the cell's own row and names the row it came from
+    feats = F.scenario_features(scenario(**{F.WEEK: week25.date().isoformat()}), F.build_context(filled))
+    assert feats[F.CELL_LEVEL].iloc[0] == "super_region_segment"
+    assert feats[F.CONTEXT_REGION].iloc[0] == "North"  # the network reads the cell's own embeddings
+    region, model = F.reported_context(feats)
+    assert (region[0], model[0]) == ("All", "suv")
+    # without coarser rows there is nothing to fill
+    plain = F.fill_merged_weeks(tiny_master().assign(**{F.FINE_CELLS: 1}), F.program_activity(programs))
+    assert len(plain) == len(tiny_master()) and (plain[F.FILLED_LEVEL] == "").all()
+
+
 def test_uptake_recovers_the_share_of_regular_buyers_who_take_it():
     # one type alone per row: units = base x (1 + lift); share = (extra + u x base) / units
     rng = np.random.default_rng(3)
@@ -391,3 +473,54 @@ def test_uptake_recovers_the_share_of_regular_buyers_who_take_it():
     assert naive["conquest"] > 0.2
     assert F.uptake_of(["conquest", "loyalty"], got)[1] == pytest.approx(np.mean(list(got.values())))
     assert F.estimate_uptake(frame.drop(columns=[F.MASTER_SHARE]), units, base) == {}
+
+
+def test_ended_programs_carry_the_run_past_its_last_week():
+    # tiny_master: cash rebate and loyalty at depth 0.05 in weeks 10 and 11 (a 2-week run: 0.1 summed)
+    spec = F.FeatureSpec(ended=True)
+    ctx = F.build_context(tiny_master(), spec)
+    north = ctx[ctx[F.REGION] == "North"].reset_index(drop=True)
+    near, far = F.ENDED["cash_rebate"]
+    assert (north.loc[:11, [near, far]] == 0).all().all()  # nothing has ended during the run
+    assert north.loc[12:14, near].tolist() == pytest.approx([0.1] * 3)  # 1-3 weeks after week 11
+    assert north.loc[15:17, near].tolist() == [0.0] * 3
+    assert north.loc[15:17, far].tolist() == pytest.approx([0.1] * 3)  # 4-6 weeks after
+    assert (north.loc[18:, [near, far]] == 0).all().all()
+    assert north[F.ENDED["loyalty"][0]].equals(north[near])
+    assert (north[list(F.ENDED["apr_subsidy"])] == 0).all().all()  # a type that never ran
+    # one cell's run never leaks into the next cell's first weeks
+    m = tiny_master()
+    last_north = (m[F.REGION] == "North") & (m[F.WEEK] == m[F.WEEK].max())
+    m.loc[last_north, [F.INDICATORS["apr_subsidy"], F.MASTER_AMOUNT]] = [1, 2_000.0]
+    south = F.build_context(m, spec).query(f"{F.REGION} == 'South'")
+    assert (south[list(F.ENDED["apr_subsidy"])] == 0).all().all()
+    # the features exist only when the spec asks; an older artifact's spec has none
+    assert near not in F.build_context(tiny_master(), F.FeatureSpec(ended=False)).columns
+    assert near in F.DEFAULT_SPEC.numeric and near not in F.FeatureSpec(ended=False).numeric
+    assert F.FeatureSpec.from_dict({}).ended is False
+
+
+def test_pull_forward_is_read_from_the_model():
+    # a model whose ended columns take phi x the run's extra units from the weeks after:
+    # the dip over the lift is phi, pooled over the types that ran
+    spec = F.FeatureSpec(ended=True)
+    frame = F.training_frame(tiny_master(), spec)
+    lift, phi = 0.4, 0.25
+
+    def predict(f: pd.DataFrame) -> np.ndarray:
+        base = np.full(len(f), 20.0)
+        units = base.copy()
+        for t in ("cash_rebate", "loyalty"):
+            units += base * lift * f[F.TREAT[t]].to_numpy()
+            # each ended run of 2 weeks brought 2 x base x lift; its dip is spread over 6 weeks
+            ended = f[list(F.ENDED[t])].to_numpy().sum(axis=1) / 0.1  # 1 per window the run is in
+            units -= phi * 2 * base * lift * ended / 6
+        return units
+
+    got = F.estimate_pull_forward(predict, frame, spec)
+    assert set(got) == {"cash_rebate", "loyalty"}
+    assert got["cash_rebate"] == got["loyalty"] == pytest.approx(phi, rel=0.02)
+    assert F.estimate_pull_forward(predict, frame, F.FeatureSpec(ended=False)) == {}  # nothing to read
+    # the served incremental units are net of it; the cost still counts every buyer brought in
+    net = F.pull_forward_of(["cash_rebate", "none"], got)
+    assert net.tolist() == pytest.approx([phi, 0.0])
