@@ -64,24 +64,6 @@ def read_master(lake: Lake, version: str) -> pd.DataFrame:
     return MasterStore(lake).read(version).to_pandas()
 
 
-def read_training_master(lake: Lake, version: str) -> pd.DataFrame:
-    """The master version as the model steps train on it: its fine weeks that
-    k-anonymity merged filled from their coarser rows with the programs of
-    the curated zone (``programs.filled_master``); as published when the lake
-    has no program tables."""
-    from autoroi.lake.datasets import read_zone
-    from autoroi.model.programs import PROGRAM_TABLES, filled_master
-
-    master = read_master(lake, version)
-    tables = read_zone(lake, "curated", columns={k: list(v) for k, v in PROGRAM_TABLES.items()})
-    out = filled_master(master, tables)
-    if out is master:
-        log.warning("no program tables in the curated zone: training on the master as published")
-    else:
-        log.info("master %s: %d fine weeks filled from coarser rows", version, len(out) - len(master))
-    return out
-
-
 def read_truth(cfg: AutoroiConfig) -> pd.DataFrame | None:
     """The simulator's ground truth, if the config names one (evaluation only)."""
     path = cfg.training.truth_path
@@ -119,7 +101,7 @@ def run_tuning(lake: Lake, cfg: AutoroiConfig, master_version: str, directory: s
     from autoroi.model.tuning import tune_hyperparameters
 
     t = cfg.training
-    frame = F.training_frame(read_training_master(lake, master_version))
+    frame = F.training_frame(read_master(lake, master_version))
     train, val = holdout_split(frame, t.validation_weeks)
     args = (train, val, t.search_space, t.max_trials, t.max_seconds, t.seed, directory, True)
     if t.tuner_workers:
@@ -177,7 +159,7 @@ def run_validation(
 
     production, production_name = _production_model(lake)
     result = validate_model(
-        read_training_master(lake, master_version),
+        read_master(lake, master_version),
         hyperparameters,
         epochs,
         cfg.training,
@@ -244,7 +226,7 @@ def run_fit(
     from autoroi.model.artifact import save_model
     from autoroi.model.train import train_model
 
-    master = read_training_master(lake, master_version)
+    master = read_master(lake, master_version)
     model = train_model(
         master,
         hyperparameters,

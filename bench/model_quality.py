@@ -190,22 +190,11 @@ def prepare(work: Path, seed: int, scale: str, fresh: bool) -> dict[str, Any]:
 # =========================================================================== the training budget
 
 
-def training_master(folder: Path) -> Any:
-    """The master table as the ``train`` pipeline trains on it
-    (``autoroi.training.read_training_master``): its fine weeks merged by
-    k-anonymity filled from the curated program tables."""
-    import pyarrow.parquet as pq
-
-    from autoroi.model.programs import PROGRAM_TABLES, filled_master
-
-    master = pq.read_table(folder / "master").to_pandas()
-    return filled_master(master, {t: pq.read_table(folder / "curated" / t) for t in PROGRAM_TABLES})
-
-
 def run_budget(folder: Path, tuner_dir: Path, peers: bool = False) -> dict[str, Any]:
     """Tune, validate (with the truth), fit: the ``train`` pipeline's model
     steps, timed one by one."""
     import pandas as pd
+    import pyarrow.parquet as pq
 
     from autoroi.config import load_config
     from autoroi.evaluation.backtest import summary_table
@@ -216,7 +205,7 @@ def run_budget(folder: Path, tuner_dir: Path, peers: bool = False) -> dict[str, 
     from autoroi.model.tuning import tune_hyperparameters
 
     cfg = load_config().training
-    master = training_master(folder)
+    master = pq.read_table(folder / "master").to_pandas()
     truth = pd.read_parquet(folder / "truth.parquet")
     seconds: dict[str, float] = {}
     cpu0, busy0 = own_cpu_s(), machine_busy_s()

@@ -72,6 +72,7 @@ def log(msg: str) -> None:
 def worker_fit(spec: dict[str, Any]) -> dict[str, Any]:
     """Tune and fit on the master table (the ``train`` pipeline's model steps;
     validation only judges, so it is left out) and save the artifact."""
+    import pyarrow.parquet as pq
 
     from autoroi.config import load_config
     from autoroi.evaluation.folds import holdout_split
@@ -83,7 +84,7 @@ def worker_fit(spec: dict[str, Any]) -> dict[str, Any]:
     logging.basicConfig(level=logging.WARNING)
     folder = Path(spec["folder"])
     cfg = load_config().training
-    master = mq.training_master(folder)
+    master = pq.read_table(folder / "master").to_pandas()
     t0 = time.perf_counter()
     train, val = holdout_split(F.training_frame(master), cfg.validation_weeks)
     with tempfile.TemporaryDirectory(prefix="bench-tuner-") as tmp:

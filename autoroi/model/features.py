@@ -196,8 +196,9 @@ class FeatureSpec:
     last_year: bool = True  # LAST_YEAR_WINDOWS columns
     background: bool = True  # a served scenario runs on top of the programs that ran (RAN)
     # ENDED columns: programs that ended in the weeks before, read by the network's dip
-    # (network.PullForwardDip) and netted from the ROI (features.estimate_pull_forward)
-    ended: bool = True
+    # (network.PullForwardDip) and netted from the ROI (features.estimate_pull_forward); off
+    # by default: on three unused seeds it overstated the net lift (bench/RESULTS.md, issue 12)
+    ended: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -602,8 +603,10 @@ def fill_merged_weeks(master: pd.DataFrame, activity: pd.DataFrame) -> pd.DataFr
     Why: a fine cell-week is published only when enough dealers sold, so a
     small cell's published weeks are its good ones (selection on the outcome)
     and a model of them alone overstates its base (+11 %, development seed
-    302). The filled weeks sum to exactly the units the coarser rows
-    published, so the cell's series is complete again, with the right total.
+    302). The filled weeks hold the units the coarser rows published (all of
+    them where every member that sold is a known cell; less the share of the
+    members never published on their own otherwise), so the cell's series is
+    complete again, with the right total.
     The activity has to be the cell's own: a coarser row marks a program when
     any member had it, and filling with that diluted every lift (measured
     worse than no fill). Nothing finer than the master is revealed: a filled

@@ -3,7 +3,7 @@ multiplicative incentive head.
 
 ::
 
-    units  = exp(base(cell, context, calendar)) x prod_t (1 + lift_t)^treat_t
+    units  = exp(base(cell, context, calendar) - dip(ended programs)) x prod_t (1 + lift_t)^treat_t
     lift_t = max_lift_t(cell) x (1 - exp(-k_t x depth_t))
 
 - ``base`` is wide and deep: a linear term (a Poisson GLM in the embeddings
@@ -19,6 +19,9 @@ multiplicative incentive head.
   bilinear interaction of the cell (an MLP over the same cell embeddings) with
   the embedding of the incentive type, so every type reacts to every cell
   attribute; its rate ``k_t`` belongs to the type (see ``IncentiveLift``).
+- ``dip`` is the pull-forward of programs that ended in the weeks before
+  (``PullForwardDip``, with ``FeatureSpec.ended``): non-negative weights on
+  their summed depth, outside the base MLP.
 - ``treat_t`` / ``depth_t`` come per type: a master row may have several
   programs running (their effects multiply, and each type's lift is learned
   from every week it ran, not only where it happened to dominate); a served
@@ -54,7 +57,9 @@ K_SCALE = 10.0  # k = softplus(.) x K_SCALE: depths are a few percent, useful k 
 LIFT_LEVEL_BIAS = -1.5  # initial max lift about softplus(-1.5) = 0.2
 LIFT_RATE_BIAS = 1.0  # initial k = softplus(1) x 10 = 13
 MAX_LOG_RATE = 20.0
-DIP_BIAS = -6.0  # initial dip weight softplus(-6) = 0.0025 per standard deviation: no dip until learned
+# initial dip weight: softplus(-6) = 0.0025 per standard deviation, no dip until learned (at
+# softplus(-3) = 0.05 the untrained dip already outweighed a small world's lift)
+DIP_BIAS = -6.0
 
 DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
     "layers": 2,

@@ -495,8 +495,8 @@ def test_ended_programs_carry_the_run_past_its_last_week():
     south = F.build_context(m, spec).query(f"{F.REGION} == 'South'")
     assert (south[list(F.ENDED["apr_subsidy"])] == 0).all().all()
     # the features exist only when the spec asks; an older artifact's spec has none
-    assert near not in F.build_context(tiny_master(), F.FeatureSpec(ended=False)).columns
-    assert near in F.DEFAULT_SPEC.numeric and near not in F.FeatureSpec(ended=False).numeric
+    assert near not in F.build_context(tiny_master()).columns
+    assert near in spec.numeric and near not in F.DEFAULT_SPEC.numeric
     assert F.FeatureSpec.from_dict({}).ended is False
 
 
@@ -520,7 +520,7 @@ def test_pull_forward_is_read_from_the_model():
     got = F.estimate_pull_forward(predict, frame, spec)
     assert set(got) == {"cash_rebate", "loyalty"}
     assert got["cash_rebate"] == got["loyalty"] == pytest.approx(phi, rel=0.02)
-    assert F.estimate_pull_forward(predict, frame, F.FeatureSpec(ended=False)) == {}  # nothing to read
+    assert F.estimate_pull_forward(predict, frame, F.DEFAULT_SPEC) == {}  # no ended columns: nothing to read
     # the served incremental units are net of it; the cost still counts every buyer brought in
     net = F.pull_forward_of(["cash_rebate", "none"], got)
     assert net.tolist() == pytest.approx([phi, 0.0])
