@@ -600,33 +600,19 @@ class FastPredictor:
             F.INCENTIVE_TYPE: self._kind_names[kind_ids],
             F.INCENTIVE_AMOUNT: amt,
         }
-        pull_forward = None if self._pull_forward is None else self._pull_forward[kind_ids]
-        if self._uptake is None:
-            out.update(
-                member_roi_columns(
-                    units[:n],
-                    units[n:],
-                    amt,
-                    self._margin[row],
-                    self._rate[kind_ids],
-                    None,
-                    None,
-                    pull_forward,
-                )
+        uptake = self._uptake  # with uptakes, a third block: the regular buyers
+        out.update(
+            member_roi_columns(
+                units[:n],
+                units[n : 2 * n],
+                amt,
+                self._margin[row],
+                self._rate[kind_ids],
+                None if uptake is None else uptake[kind_ids],
+                None if uptake is None else units[2 * n :] * crowding[:, None],
+                None if self._pull_forward is None else self._pull_forward[kind_ids],
             )
-        else:
-            out.update(
-                member_roi_columns(
-                    units[:n],
-                    units[n : 2 * n],
-                    amt,
-                    self._margin[row],
-                    self._rate[kind_ids],
-                    self._uptake[kind_ids],
-                    units[2 * n :] * crowding[:, None],
-                    pull_forward,
-                )
-            )
+        )
         out[F.CELL_LEVEL] = self._level[row]
         out[F.CONTEXT_REGION] = self._ctx_region[row]
         out[F.CONTEXT_MODEL] = self._ctx_model[row]

@@ -760,12 +760,13 @@ def _ended_programs(ran: Mapping[str, np.ndarray], cell: np.ndarray) -> dict[str
     (the same lags, a dip), and it averaged the two: the baseline during a
     program came out too low and the lift too high by the dip (1.28x the true
     gross lift with every cell-week published, development seed 302). With the
-    ended programs apart, the dip is where it belongs, and
-    ``features.estimate_pull_forward`` reads the share of the extra units
-    that each type borrows from the model."""
+    ended programs apart (``network.PullForwardDip``), the dip has a place of
+    its own, and :func:`estimate_pull_forward` reads from the model the share
+    of the extra units that programs borrow."""
     n = len(cell)
     same_next = np.zeros(n, dtype=bool)
     same_next[:-1] = cell[1:] == cell[:-1]
+    same_prev = np.r_[False, same_next[:-1]]
     out: dict[str, np.ndarray] = {}
     for t in INCENTIVE_TYPES:
         cols = ENDED[t]
@@ -780,7 +781,7 @@ def _ended_programs(ran: Mapping[str, np.ndarray], cell: np.ndarray) -> dict[str
         ends = on & ~((nxt > 0) & same_next)
         # summed depth of the run that ends at each row: a cumulative sum reset where the run starts
         csum = np.cumsum(d)
-        start = on & ~np.r_[False, on[:-1] & (cell[1:] == cell[:-1])]
+        start = on & ~(np.r_[False, on[:-1]] & same_prev)
         before = pd.Series(np.where(start, csum - d, np.nan)).ffill().fillna(0.0).to_numpy()
         ended = np.where(ends, csum - before, 0.0)
         for c, (lo, hi) in zip(cols, ENDED_WINDOWS.values(), strict=True):
@@ -1154,16 +1155,16 @@ def estimate_pull_forward(
         on = frame[TREAT[t]].to_numpy(np.float64) > 0
         if not on.any():
             continue
-        off = frame[on].copy()
+        off = frame.loc[on].copy()
         off[TREAT[t]] = 0.0
         off[DEPTH[t]] = 0.0
         gross += float((units[on] - np.asarray(predict_fn(off), np.float64).reshape(-1)).sum())
         types.append(t)
     cols = list(spec.ended_columns)
-    ended = frame[cols].to_numpy(np.float64).any(axis=1)
+    ended: np.ndarray = np.asarray(frame[cols].to_numpy(np.float64).any(axis=1), dtype=bool)
     if gross <= 0 or not ended.any():
         return {}
-    undipped = frame[ended].copy()
+    undipped = frame.loc[ended].copy()
     undipped[cols] = 0.0
     dip = float((np.asarray(predict_fn(undipped), np.float64).reshape(-1) - units[ended]).sum())
     share = float(np.clip(dip / gross, 0.0, 0.9))

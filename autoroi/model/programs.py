@@ -88,10 +88,11 @@ def program_scenarios(tables: Mapping[str, Any], first_week: Any, last_week: Any
 
 
 def filled_master(master: pd.DataFrame, tables: Mapping[str, Any] | None) -> pd.DataFrame:
-    """The master a model trains on: its fine weeks merged by k-anonymity
-    filled from their coarser rows with the programs that ran in them
-    (``features.fill_merged_weeks``), or the master as it is without the
-    program tables (:data:`PROGRAM_TABLES`)."""
+    """The master with its fine weeks merged by k-anonymity filled from their
+    coarser rows with the programs that ran in them
+    (``features.fill_merged_weeks``; an option ``train`` does not take yet:
+    bench/roi_sources.py), or the master as it is without the program tables
+    (:data:`PROGRAM_TABLES`)."""
     if not tables or set(PROGRAM_TABLES) - set(tables):
         return master
     weeks = F.to_week(master[F.WEEK])
