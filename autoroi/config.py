@@ -410,16 +410,6 @@ class TrainingConfig(_Section):
                 raise ValueError(f"{name}: an empty list of choices")
         return v
 
-    def schedule_epochs(self, epochs: int) -> int:
-        """The learning rate's cosine decay length for a backtest or final fit
-        of ``epochs`` epochs. Epochs from the search (no ``final_epochs``): the
-        trials' own (``epochs``), so the fit stops where the trial that early
-        stopping scored had its best validation loss, at the same learning rate.
-        A decay squeezed into the best trial's few epochs trains far less than
-        that trial had: one epoch left the lift at half the truth (seed 881201).
-        ``final_epochs`` set: the decay ends with the fit."""
-        return int(epochs) if self.final_epochs else max(int(epochs), self.epochs)
-
 
 NotifyChannel = Literal["log", "webhook", "sns"]
 

@@ -234,7 +234,6 @@ def run_fit(
         seed=cfg.training.seed,
         metadata={"master_version": master_version},
         members=cfg.training.ensemble_members,
-        schedule_epochs=cfg.training.schedule_epochs(epochs),
     )
     path = save_model(Path(directory) / MODEL_DIR, model, overwrite=True)
     record_samples(path, master)  # the deploy pipeline's smoke test replays these

@@ -240,12 +240,7 @@ def run_budget(folder: Path, tuner_dir: Path, peers: bool = False) -> dict[str, 
 
     t0 = time.perf_counter()
     model = train_model(
-        master,
-        tuning.best_hyperparameters,
-        epochs=epochs,
-        seed=cfg.seed,
-        members=cfg.ensemble_members,
-        schedule_epochs=cfg.schedule_epochs(epochs),
+        master, tuning.best_hyperparameters, epochs=epochs, seed=cfg.seed, members=cfg.ensemble_members
     )
     seconds["fit"] = time.perf_counter() - t0
     log(f"fitted in {seconds['fit']:.1f} s")

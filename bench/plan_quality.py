@@ -94,12 +94,7 @@ def worker_fit(spec: dict[str, Any]) -> dict[str, Any]:
         )  # fmt: skip
     epochs = int(cfg.final_epochs or max(1, tuning.best_epochs))
     model = train_model(
-        master,
-        tuning.best_hyperparameters,
-        epochs=epochs,
-        seed=cfg.seed,
-        members=cfg.ensemble_members,
-        schedule_epochs=cfg.schedule_epochs(epochs),
+        master, tuning.best_hyperparameters, epochs=epochs, seed=cfg.seed, members=cfg.ensemble_members
     )
     save_model(folder / "model", model, overwrite=True)
     return {"seconds": round(time.perf_counter() - t0, 1), "epochs": epochs}

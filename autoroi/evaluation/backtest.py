@@ -251,22 +251,14 @@ def program_steps_pooled(predictions: pd.DataFrame, name: str) -> dict[str, floa
 
 
 def network_trainer(
-    hp: Mapping[str, Any],
-    *,
-    epochs: int,
-    seed: int,
-    spec: F.FeatureSpec = F.DEFAULT_SPEC,
-    schedule_epochs: int | None = None,
+    hp: Mapping[str, Any], *, epochs: int, seed: int, spec: F.FeatureSpec = F.DEFAULT_SPEC
 ) -> Trainer:
-    """The candidate: the network with fixed hyperparameters and epochs (its
-    learning rate decaying over ``schedule_epochs``, as the final fit's)."""
+    """The candidate: the network with fixed hyperparameters and epochs."""
 
     def fit(train: pd.DataFrame) -> UnitsModel:
         from autoroi.model.train import fit_units_model  # TensorFlow only when needed
 
-        return fit_units_model(
-            train, hp, epochs=epochs, seed=seed, spec=spec, schedule_epochs=schedule_epochs
-        )
+        return fit_units_model(train, hp, epochs=epochs, seed=seed, spec=spec)
 
     return fit
 

@@ -47,13 +47,7 @@ def validate_model(
     ``cfg.gates``. ROI metrics need ``truth``."""
     folds = rolling_origin_folds(master[F.WEEK], cfg.folds, cfg.fold_weeks, cfg.min_train_weeks)
     trainers: dict[str, Trainer] = {
-        CANDIDATE: network_trainer(
-            hyperparameters,
-            epochs=epochs,
-            seed=cfg.seed,
-            spec=spec,
-            schedule_epochs=cfg.schedule_epochs(epochs),
-        ),
+        CANDIDATE: network_trainer(hyperparameters, epochs=epochs, seed=cfg.seed, spec=spec),
         **baseline_trainers(cfg.seed, spec, cfg.gbm_iterations),
     }
     if production is not None:

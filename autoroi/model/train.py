@@ -78,17 +78,11 @@ def fit_units_model(
     verbose: int = 0,
     sample_weight: np.ndarray | None = None,
     preprocessor: Preprocessor | None = None,
-    schedule_epochs: int | None = None,
 ) -> FittedNetwork:
     """Fit on feature rows (``features.training_frame``). With ``val``, early
     stopping on the validation loss restores the best epoch's weights;
     ``sample_weight`` weighs the rows' loss (an ensemble member's bootstrap);
-    ``preprocessor`` reuses one fitted before (the members share theirs).
-
-    ``schedule_epochs`` (default ``epochs``): the length of the learning
-    rate's cosine decay; longer than ``epochs``, the fit stops part-way along
-    it, as a search trial that early stopping scored at that epoch did
-    (``TrainingConfig.schedule_epochs``)."""
+    ``preprocessor`` reuses one fitted before (the members share theirs)."""
     p = hyperparameters(hp)
     seed_everything(seed)
     prep = preprocessor or Preprocessor.fit(train, spec)
@@ -98,7 +92,7 @@ def fit_units_model(
         prep.n_treatments,
         p,
         init_log_rate=init_log_rate(train),
-        decay_steps=decay_steps_for(len(train), p["batch_size"], max(epochs, schedule_epochs or epochs)),
+        decay_steps=decay_steps_for(len(train), p["batch_size"], epochs),
         n_dip=prep.n_ended,
     )
     stop = DeadlineCallback(deadline)
@@ -153,7 +147,6 @@ def train_model(
     metadata: Mapping[str, Any] | None = None,
     verbose: int = 0,
     members: int = 1,
-    schedule_epochs: int | None = None,
 ) -> RoiModel:
     """Final fit on every row of ``master`` for a fixed number of epochs (the
     tuned ones), with the context table and take rates serving needs.
@@ -162,8 +155,7 @@ def train_model(
     own seed on its own Bayesian-bootstrap reweighting of the cells
     (:func:`cell_bootstrap_weights`), saved as one network whose output is
     every member's units. The served ROI is that of their mean units; its
-    interval comes from their spread (``roi.roi_interval``).
-    ``schedule_epochs``: see :func:`fit_units_model`."""
+    interval comes from their spread (``roi.roi_interval``)."""
     from autoroi.model.network import build_ensemble
 
     if members < 1:
@@ -182,7 +174,6 @@ def train_model(
             verbose=verbose,
             sample_weight=weights,
             preprocessor=prep,
-            schedule_epochs=schedule_epochs,
         )
         prep = fitted.preprocessor
         fits.append(fitted)
@@ -208,7 +199,6 @@ def train_model(
         version=version,
         metadata={
             "epochs": epochs,
-            "schedule_epochs": max(epochs, schedule_epochs or epochs),
             "seed": seed,
             "rows": len(frame),
             "members": members,

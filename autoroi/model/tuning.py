@@ -28,15 +28,6 @@ nothing is searched and the stored results are returned. Either way it is
 logged and reported (``TuningResult.resumed``, ``stopped_by``), never silent.
 A project searched with a different space, seed, epochs or data is refused
 (``ValueError``) rather than mixed with the new search.
-
-Epochs. The backtest and the final fit run the best trial's epochs along the
-trials' own learning-rate schedule (``TrainingConfig.schedule_epochs``): the
-*latest* epoch whose validation loss is tied with the lowest, within one
-standard error of their per-row difference (:func:`latest_tied_epoch`), not the
-lowest itself. Why: the loss is mostly the units' level, learned in an epoch
-or two; the incentive lift, a small share of it, is learned later, and the
-loss cannot tell those epochs apart. On development seed 881201 the lowest
-loss came after one epoch, the lift then at half the truth.
 """
 
 from __future__ import annotations
@@ -73,7 +64,7 @@ INT_PARAMS = frozenset({"layers", "units", "embedding_dim", "lift_units", "batch
 @dataclass
 class TuningResult:
     best_hyperparameters: dict[str, Any]
-    best_epochs: int  # the best trial's latest epoch tied with its lowest validation loss
+    best_epochs: int  # epochs of the best trial's best validation loss
     best_score: float  # its validation Poisson loss
     trials: list[dict[str, Any]]
     resumed: bool
@@ -115,55 +106,6 @@ def declare(hp: kt.HyperParameters, name: str, spec: Any) -> Any:
     if name in INT_PARAMS:
         return hp.Int(name, int(lo), int(hi), step=int(step or 1), sampling=sampling)
     return hp.Float(name, float(lo), float(hi), step=step, sampling=sampling)
-
-
-def latest_tied_epoch(losses: np.ndarray) -> int:
-    """The latest epoch (1-based) whose mean loss over the validation rows is
-    within one standard error of the lowest, the error that of the paired
-    per-row differences (``losses``: ``(epochs, rows)``)."""
-    per_row = np.asarray(losses, dtype=np.float64)
-    if per_row.ndim != 2 or not per_row.size:
-        raise ValueError("losses must be (epochs, rows) with at least one of each")
-    means = per_row.mean(axis=1)
-    best = int(np.nanargmin(means))
-    if per_row.shape[1] < 2:
-        return best + 1
-    diff = per_row - per_row[best]
-    se = diff.std(axis=1, ddof=1) / math.sqrt(per_row.shape[1])
-    tied = np.flatnonzero(means - means[best] <= se)
-    return int(tied.max()) + 1
-
-
-def poisson_losses(y: np.ndarray, rate: np.ndarray) -> np.ndarray:
-    """Keras' Poisson loss of each row (its mean is ``val_loss``)."""
-    r = np.asarray(rate, dtype=np.float64).reshape(-1)
-    return r - np.asarray(y, dtype=np.float64).reshape(-1) * np.log(r + keras.config.epsilon())
-
-
-class _TiedEpochs(keras.callbacks.Callback):
-    """Each epoch's per-row validation losses of the running trial, and at its
-    end :func:`latest_tied_epoch` (``chosen``). Shared, not deep-copied, by the
-    trials (one at a time per tuner) so that the tuner reads ``chosen``."""
-
-    def __init__(self, x: Mapping[str, np.ndarray], y: np.ndarray) -> None:
-        super().__init__()
-        self.x, self.y = x, y
-        self.losses: list[np.ndarray] = []
-        self.chosen: int | None = None
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> _TiedEpochs:
-        return self
-
-    def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
-        self.losses, self.chosen = [], None
-
-    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-        rate = self.model.predict(self.x, batch_size=8192, verbose=0)
-        self.losses.append(poisson_losses(self.y, rate))
-
-    def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
-        if self.losses:
-            self.chosen = latest_tied_epoch(np.stack(self.losses))
 
 
 class _UnitsHyperModel(kt.HyperModel):
@@ -244,11 +186,9 @@ class _Tuner(kt.Tuner):
     def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
         t0 = time.monotonic()
         histories = super().run_trial(trial, *args, **kwargs)
-        tied = next((c for c in kwargs.get("callbacks", ()) if isinstance(c, _TiedEpochs)), None)
         path = trial_log_path(Path(self.project_dir), self.tuner_id)
         record = json.loads(path.read_text()) if path.exists() else {}
         record[trial.trial_id] = {
-            "tied_epochs": tied.chosen if tied is not None else None,
             "epochs_run": max((len(h.history.get("loss", [])) for h in histories), default=0),
             "seconds": round(time.monotonic() - t0, 3),
             "tuner": self.tuner_id,
@@ -286,18 +226,14 @@ def _trial_summaries(oracle: kt.Oracle, project: Path) -> list[dict[str, Any]]:
     for tid in sorted(oracle.trials):
         t = oracle.trials[tid]
         score = float(t.score) if t.score is not None and math.isfinite(t.score) else None
-        lowest = int(t.best_step) + 1 if t.best_step is not None and score is not None else None
-        tied = record.get(tid, {}).get("tied_epochs")
+        best = int(t.best_step) + 1 if t.best_step is not None and score is not None else None
         out.append(
             {
                 "trial_id": tid,
                 "status": str(t.status),
                 "hyperparameters": dict(t.hyperparameters.values),
                 "val_loss": score,
-                # the epochs the backtest and fit run (module docstring); a project
-                # searched before the rule was recorded has only the lowest loss's
-                "best_epochs": max(lowest, int(tied)) if lowest is not None and tied else lowest,
-                "lowest_loss_epochs": lowest,
+                "best_epochs": best,
                 "epochs_run": record.get(tid, {}).get("epochs_run"),
                 "seconds": record.get(tid, {}).get("seconds"),
                 "tuner": record.get(tid, {}).get("tuner"),
@@ -356,18 +292,13 @@ def _search(
     patience: int,
     stop: _SharedDeadline,
 ) -> None:
-    val_x, val_y = prep.transform(val), val[F.UNITS].to_numpy(np.float32)
     tuner.search(
         prep.transform(train),
         train[F.UNITS].to_numpy(np.float32),
-        validation_data=(val_x, val_y),
+        validation_data=(prep.transform(val), val[F.UNITS].to_numpy(np.float32)),
         epochs=epochs,
         shuffle=True,
-        callbacks=[
-            keras.callbacks.EarlyStopping(monitor=OBJECTIVE, patience=patience),
-            stop,
-            _TiedEpochs(val_x, val_y),
-        ],
+        callbacks=[keras.callbacks.EarlyStopping(monitor=OBJECTIVE, patience=patience), stop],
         verbose=0,
     )
 

@@ -82,23 +82,3 @@ def test_custom_layers_serialize():
     again = IncentiveLift.from_config(lift.get_config())
     assert (again.n_types, again.hidden_units) == (6, 8)
     assert ExpRate.from_config(ExpRate(name="u").get_config()).name == "u"
-
-
-def test_final_fit_stops_part_way_along_the_trials_schedule():
-    """Epochs from the search: the fit's learning rate decays over the trials'
-    epochs, so one epoch ends near the trial's rate, not at zero."""
-    from autoroi.model.train import fit_units_model
-
-    cfg = TrainingConfig(epochs=20)
-    assert cfg.schedule_epochs(1) == 20 and cfg.schedule_epochs(25) == 25
-    assert TrainingConfig(epochs=20, final_epochs=4).schedule_epochs(4) == 4  # set by hand: its own decay
-    frame = F.training_frame(simulated_master()[0])
-    hp = {"layers": 1, "units": 8, "embedding_dim": 4, "lift_units": 8, "batch_size": 256, "learning_rate": 0.01}
-    rates = {}
-    for schedule in (None, cfg.schedule_epochs(1)):
-        fitted = fit_units_model(frame, hp, epochs=1, seed=3, schedule_epochs=schedule)
-        opt = fitted.network.optimizer
-        rates[schedule] = float(opt.learning_rate)  # the schedule at the steps taken
-        assert fitted.epochs_run == 1
-    assert rates[None] == pytest.approx(0.0, abs=1e-6)  # its own decay: over within the one epoch
-    assert 0.009 < rates[20] < 0.01  # a twentieth of the way along the trials' cosine
