@@ -57,12 +57,11 @@ def k1_master(folder: Path) -> Path:
     return out
 
 
-def filled(folder: Path) -> pd.DataFrame:
-    """The master with its fine weeks merged by k-anonymity filled from the
-    curated program tables (``programs.filled_master``)."""
+def filled(folder: Path, master: pd.DataFrame) -> pd.DataFrame:
+    """``master`` (the folder's, as published) with its fine weeks merged by
+    k-anonymity filled from the curated program tables (``programs.filled_master``)."""
     from autoroi.model.programs import PROGRAM_TABLES, filled_master
 
-    master = pq.read_table(folder / "master").to_pandas()
     return filled_master(master, {t: pq.read_table(folder / "curated" / t) for t in PROGRAM_TABLES})
 
 
@@ -120,7 +119,7 @@ def run_seed(work: Path, seed: int) -> list[dict[str, Any]]:
     k1 = pq.read_table(k1_master(folder)).to_pandas()
     runs = [
         ("k-anonymous (k=5), as published (trained so)", k5, False),
-        ("k-anonymous (k=5), merged weeks filled", filled(folder), True),
+        ("k-anonymous (k=5), merged weeks filled", filled(folder, k5), True),
         ("no anonymity (k=1)", k1, False),
         ("no anonymity (k=1)", k1, True),
     ]
